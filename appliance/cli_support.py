@@ -1,0 +1,91 @@
+"""What every ``appliance`` command shares, apart from the root group: the data
+directory option and the opened appliance. Package CLIs import from here (not from
+``appliance.cli``, which imports them)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import update_wrapper
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from appliance.config import resolve_data_dir
+from appliance.errors import CitadelError
+from appliance.runtime import Appliance
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliContext:
+    """What every command gets: the chosen data directory, and the appliance on demand."""
+
+    def __init__(self, data_dir: str | None) -> None:
+        self.data_dir: Path = resolve_data_dir(data_dir)
+        self._appliance: Appliance | None = None
+
+    @property
+    def appliance(self) -> Appliance:
+        if self._appliance is None:
+            self._appliance = Appliance.open(self.data_dir)
+        return self._appliance
+
+    def close(self) -> None:
+        if self._appliance is not None:
+            self._appliance.dispose()
+
+
+DATA_DIR_HELP = "The appliance's data directory [env CITADEL_DATA_DIR; default ./citadel-data]."
+
+
+def data_dir_option(func: F) -> F:
+    """Accept ``--data-dir`` on the command itself as well as before it."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            ctx.find_object(CliContext).data_dir = resolve_data_dir(value)
+
+    return click.option("--data-dir", type=click.Path(file_okay=False), expose_value=False,
+                        is_eager=True, callback=remember, help=DATA_DIR_HELP)(func)
+
+
+def pass_appliance(func: F) -> F:
+    """Give a command the opened ``Appliance`` as its first argument."""
+
+    @click.pass_context
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        return ctx.invoke(func, ctx.find_object(CliContext).appliance, *args, **kwargs)
+
+    return data_dir_option(update_wrapper(wrapper, func))  # type: ignore[return-value]
+
+
+class CitadelGroup(click.Group):
+    """A group that turns errors into a one-line message and an exit code.
+
+    ``CitadelError`` says what to do; a database that cannot be reached says so;
+    anything else is a bug: one line, and the traceback only with ``CITADEL_DEBUG=1``.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CitadelError as exc:
+            click.secho(f"Error: {exc.message}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except OperationalError as exc:
+            click.secho("Error: the database cannot be reached or refused the work "
+                        f"({str(exc.orig).splitlines()[0] if exc.orig else exc}); check that it is "
+                        "running and that database_url is right.", fg="red", err=True)
+            sys.exit(2)
+        except Exception as exc:
+            if os.environ.get("CITADEL_DEBUG"):
+                raise
+            click.secho(f"Error: unexpected {type(exc).__name__}: {exc}. Run again with "
+                        "CITADEL_DEBUG=1 for the details, and report it.", fg="red", err=True)
+            sys.exit(1)

@@ -1,0 +1,305 @@
+"""The appliance's own commands: init, db, serve, demo, user."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from appliance import auth, keys
+from appliance.cli import CliContext, data_dir_option, main, pass_appliance
+from appliance.config import write_initial
+from appliance.errors import ConfigError
+from appliance.keys.cli import init_interactive
+from appliance.runtime import Appliance
+from appliance.schema import is_current, upgrade
+from crm.identity import Team, User
+from crm.people import add_user, find_user
+from crm.roles import seed_roles
+
+
+def _hasher(appliance: Appliance):
+    return auth.password_hasher(appliance.settings)
+
+
+@main.command()
+@data_dir_option
+@click.option("--database-url", default=None,
+              help="SQLAlchemy URL of the database [default: SQLite in the data directory].")
+@click.option("--demo", is_flag=True,
+              help="Fill the appliance with the demo company; its keys unseal from a local file.")
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True,
+              help="Seed for the demo data (same seed, same company).")
+@click.option("--accounts", type=click.IntRange(0, 1_000_000), default=20_000, show_default=True,
+              help="How many demo accounts to generate.")
+@click.option("--threshold", "-m", type=click.IntRange(1, 16), default=None,
+              help="Key shares needed to unseal (M); with --holder, creates the keys now.")
+@click.option("--holder", "holders", multiple=True,
+              help="A key holder (repeat: N holders); each types a passphrase for their share file.")
+@click.option("--share-dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the share files [default: DATA_DIR/keys/shares].")
+@click.pass_obj
+def init(ctx: CliContext, database_url: str | None, demo: bool, seed_value: int, accounts: int,
+         threshold: int | None, holders: tuple[str, ...], share_dir: str | None) -> None:
+    """Create an appliance: data directory, configuration, keys, database schema, built-in roles."""
+    data_dir = ctx.data_dir
+    if (data_dir / "citadel.toml").exists():
+        raise ConfigError(detail=f"{data_dir} already holds an appliance; choose another "
+                                 "--data-dir or remove it first.")
+    if bool(threshold) != bool(holders) and not demo:
+        raise ConfigError(detail="give both --threshold M and --holder NAME (N times), or neither "
+                                 "and run `appliance keys init` later")
+    values: dict[str, Any] = {"database_url": database_url or "", "demo": demo,
+                              "audit": {"signer": "keyring"}}
+    if demo:
+        values["secure_cookies"] = False  # the demo is served over plain http on localhost
+    write_initial(data_dir, values)
+    appliance = ctx.appliance
+    started = time.perf_counter()
+    upgrade(appliance.engine)
+    with appliance.session() as db:
+        seed_roles(db)
+    click.echo(f"Appliance created in {data_dir} ({appliance.engine.dialect.name}).")
+    if demo:
+        keys.init_keys(data_dir, threshold=0, holders=[], demo=True)
+        keys.auto_unseal_demo(data_dir)
+        click.secho(keys.DEMO_WARNING, fg="yellow", err=True)
+        _seed_demo(appliance, seed_value, accounts)
+    elif holders:
+        init_interactive(appliance, threshold, list(holders),
+                         Path(share_dir) if share_dir else data_dir / "keys" / "shares")
+    else:
+        click.echo("Next: create the keys with `appliance keys init --threshold M --holder NAME "
+                   "[--holder NAME ...] --share-dir DIR`; the appliance stays sealed until then.")
+    click.echo(f"Done in {time.perf_counter() - started:.1f} s.")
+
+
+def _seed_demo(appliance: Appliance, seed_value: int, accounts: int) -> None:
+    from appliance import demo
+
+    click.echo(f"Generating the demo company (seed {seed_value}, {accounts} accounts)...")
+    started = time.perf_counter()
+    with appliance.session() as db:
+        summary = demo.seed(db, _hasher(appliance), seed=seed_value, accounts=accounts)
+    from appliance.worker import refresh_statistics
+
+    refresh_statistics(appliance)
+    click.echo(f"  {summary.users} users, {summary.accounts} accounts, {summary.contacts} "
+               f"contacts, {summary.deals} deals, {summary.activities} activities "
+               f"in {time.perf_counter() - started:.1f} s.")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_appliance
+def db_upgrade(appliance: Appliance) -> None:
+    """Bring the database schema up to date (safe to run again)."""
+    upgrade(appliance.engine)
+    click.echo("Schema is current.")
+
+
+@db.command("status")
+@pass_appliance
+def db_status(appliance: Appliance) -> None:
+    """Say whether the schema is current; exit 1 if it needs `appliance db upgrade`."""
+    current = is_current(appliance.engine)
+    click.echo("Schema is current." if current else "Schema is outdated: run `appliance db upgrade`.")
+    sys.exit(0 if current else 1)
+
+
+@main.command()
+@pass_appliance
+@click.option("--bind", default=None, help="HOST:PORT to listen on [default from settings].")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes [default: from the CPU count].")
+def serve(appliance: Appliance, bind: str | None, workers: int | None) -> None:
+    """Serve the web UI and the API with gunicorn."""
+    from appliance.server import run
+
+    run(appliance, bind or appliance.settings["bind"], workers or default_workers(appliance))
+
+
+def default_workers(appliance: Appliance) -> int:
+    """Two per core plus one; SQLite serialises writers, so fewer there."""
+    cores = multiprocessing.cpu_count()
+    if appliance.engine.dialect.name == "sqlite":
+        return min(cores + 1, 4)
+    return min(2 * cores + 1, 16)
+
+
+@main.command()
+@pass_appliance
+@click.option("--once", is_flag=True, help="Run every job once, then exit (for cron or a check).")
+def worker(appliance: Appliance, once: bool) -> None:
+    """Run the scheduled jobs: audit checkpoints, backups and their drills, leak scoring."""
+    import logging
+
+    from appliance.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    job_runner = Worker(appliance)
+    if once:
+        from appliance.sealed import start
+
+        start(appliance.settings)
+        for name in job_runner.run_due():
+            click.echo(f"ran {name}")
+        return
+    job_runner.run_forever()
+
+
+@main.command()
+@data_dir_option
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True)
+@click.option("--bind", default="127.0.0.1:8000", show_default=True)
+@click.pass_obj
+def demo(ctx: CliContext, seed_value: int, bind: str) -> None:
+    """Create the demo appliance if needed, then serve it with its logins printed."""
+    from appliance.demo import DEMO_PASSWORD, NAMED_USERS
+
+    if not (ctx.data_dir / "citadel.toml").exists():
+        ctx.invoke(init, database_url=None, demo=True, seed_value=seed_value, accounts=20_000)
+    appliance = ctx.appliance
+    if not appliance.settings["demo"]:
+        raise ConfigError(detail=f"{ctx.data_dir} is not a demo appliance; use `appliance serve`.")
+    click.secho("\n  DEMO APPLIANCE: demo data, demo passwords, not for real clients.\n",
+                fg="yellow", bold=True)
+    click.echo(f"  Open http://{bind}/ and sign in (password for everyone: {DEMO_PASSWORD}):")
+    for username, full_name, roles, _team in NAMED_USERS:
+        click.echo(f"    {username:<8} {full_name:<14} {', '.join(roles)}")
+    click.echo("")
+    from appliance.server import run
+
+    run(appliance, bind, default_workers(appliance))
+
+
+# -- users -----------------------------------------------------------------
+@main.group()
+def user() -> None:
+    """People who sign in: add, list, issue API tokens."""
+
+
+@user.command("add")
+@pass_appliance
+@click.argument("username")
+@click.option("--name", "full_name", default="", help="Full name.")
+@click.option("--role", "roles", multiple=True, required=True,
+              help="Role name (repeat for several): staff, manager, director, security_officer, "
+                   "it_admin, auditor.")
+@click.option("--team", default=None, help="Team name (created if missing).")
+@click.option("--email", default="")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Asked for if not given; never put it on a shared command line.")
+def user_add(appliance: Appliance, username: str, full_name: str, roles: tuple[str, ...],
+             team: str | None, email: str, password: str) -> None:
+    """Add a user."""
+    with appliance.session() as db:
+        import audit
+
+        created = add_user(db, _hasher(appliance), username=username, full_name=full_name,
+                           password=password, roles=list(roles), team=team, email=email)
+        audit.record(db, "user.create", user=None, meta={
+            "username": created.username, "roles": created.role_names, "via": "cli"})
+    click.echo(f"User {username} added with role(s) {', '.join(roles)}.")
+
+
+@user.command("list")
+@pass_appliance
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+def user_list(appliance: Appliance, as_json: bool) -> None:
+    """List users with their roles, team and status."""
+    with appliance.session() as db:
+        teams = {t.id: t.name for t in db.scalars(select(Team))}
+        rows = [{"username": u.username, "full_name": u.full_name, "roles": u.role_names,
+                 "team": teams.get(u.team_id) if u.team_id else None, "status": _status(u)}
+                for u in db.scalars(select(User).order_by(User.username))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['username']:<24} {r['status']:<10} {','.join(r['roles']):<20} "
+                   f"{r['team'] or '-':<18} {r['full_name']}")
+
+
+def _status(user: User) -> str:
+    if user.offboarded_at:
+        return "offboarded"
+    if user.frozen_at:
+        return "frozen"
+    if user.notice_at:
+        return "notice"
+    return "active" if user.active else "disabled"
+
+
+@user.command("token")
+@pass_appliance
+@click.argument("username")
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+def user_token(appliance: Appliance, username: str, name: str) -> None:
+    """Print a new API bearer token for USERNAME, and nothing else."""
+    import audit
+
+    with appliance.session() as db:
+        found = find_user(db, username)
+        token = auth.issue_token(db, found, name)
+        audit.record(db, "token.issue", user=found.username, meta={"name": name, "via": "cli"})
+    click.echo(token)
+
+
+def _restrictions(db, officer: str):  # noqa: ANN001, ANN202 - small local helper
+    from crm.access import Policy
+    from crm.restrictions import Restrictions
+
+    return Restrictions(db, Policy(db, find_user(db, officer)), "cli")
+
+
+@user.command("freeze")
+@pass_appliance
+@click.argument("username")
+@click.option("--by", "officer", required=True, help="The security officer acting (their rights are checked).")
+@click.option("--reason", required=True, help="Why; kept in the audit trail.")
+@click.option("--release", is_flag=True, help="Lift the freeze instead.")
+def user_freeze(appliance: Appliance, username: str, officer: str, reason: str, release: bool) -> None:
+    """Make USERNAME read-only at once (no change, export or print), or --release them."""
+    with appliance.session() as db:
+        target = find_user(db, username)
+        restrictions = _restrictions(db, officer)
+        (restrictions.unfreeze if release else restrictions.freeze)(target.id, reason)
+    click.echo(f"{username} is {'released' if release else 'frozen'}.")
+
+
+@user.command("notice")
+@pass_appliance
+@click.argument("username")
+@click.option("--by", "officer", required=True, help="The security officer acting.")
+@click.option("--reason", required=True, help="E.g. resigned, last day 31 March.")
+def user_notice(appliance: Appliance, username: str, officer: str, reason: str) -> None:
+    """Start USERNAME's notice period: tighter export caps and closer monitoring."""
+    with appliance.session() as db:
+        _restrictions(db, officer).notice(find_user(db, username).id, reason)
+    click.echo(f"{username} is in a notice period.")
+
+
+@user.command("offboard")
+@pass_appliance
+@click.argument("username")
+@click.option("--to", "successor", required=True, help="Who receives every record USERNAME owns.")
+@click.option("--by", "officer", required=True, help="The security officer acting.")
+@click.option("--reason", required=True)
+def user_offboard(appliance: Appliance, username: str, successor: str, officer: str, reason: str) -> None:
+    """Revoke USERNAME's sessions, tokens and cards now and give their records to --to."""
+    with appliance.session() as db:
+        moved = _restrictions(db, officer).offboard(find_user(db, username).id,
+                                                    find_user(db, successor).id, reason)
+    click.echo(f"{username} offboarded; reassigned to {successor}: "
+               + ", ".join(f"{n} {kind}s" for kind, n in moved.items()) + ".")

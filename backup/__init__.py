@@ -1,0 +1,27 @@
+"""Backups that prove they restore.
+
+Owns snapshots of the database, attachments, configuration and wrapped keys;
+the encrypted archive format; backup targets and retention; restore; and the
+verification drill that restores every backup before it counts. The format and
+its guarantees are in docs/backup-format.md.
+
+What the rest of Citadel calls:
+
+- ``backup.cli.backup``: the ``appliance backup`` click group (run, list,
+  verify, restore, prune); ``backup.cli.backup_appliance(app)`` is one
+  scheduled backup for the worker, due per ``BackupSettings.next_run``.
+- ``backup.jobs.run_backup(target, keys, database_url, ...)``: snapshot,
+  archive, drill, signed catalogue record; ``BackupOutcome.good`` says if it counts.
+- ``backup.restore.restore_archive`` and ``backup.verify.run_drill`` for one archive.
+- ``backup.checks.register_check(name, check)``: extra checks every drill runs.
+- ``backup.keys.BackupKeys``: the keys, handed in by the caller (on the
+  appliance: ``backup.cli.keys_from_appliance``).
+
+Modules: ``snapshot`` (SQLite backup API, pg_dump on an exported snapshot,
+files), ``chunker`` (page and FastCDC chunking), ``envelope`` (AES-256-GCM
+objects, Ed25519 signatures), ``archive`` (packs, index, writer and reader),
+``repository`` (layout, manifests, catalogue), ``tabledigest`` / ``rowhash``
+(backend-independent table digests), ``targets`` (local, removable, SFTP, S3),
+``retention`` (grandfather-father-son, safe pruning), ``settings`` (the
+``[backup]`` table of citadel.toml).
+"""

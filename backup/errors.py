@@ -1,0 +1,60 @@
+"""What can go wrong with a backup, each with what to do about it.
+
+Every class's docstring is its message template (see ``appliance.errors``).
+"""
+
+from __future__ import annotations
+
+from appliance.errors import CitadelError, ConfigError, Conflict, NotFound
+
+
+class BackupError(CitadelError):
+    """The backup failed: {detail}"""
+
+    code = "backup"
+
+
+class ArchiveDamaged(BackupError):
+    """Backup archive {archive} is damaged or was tampered with ({detail}); use an older one."""
+
+    code = "backup_damaged"
+
+
+class WrongKey(BackupError):
+    """The backup key (version {version}) cannot open this repository: {detail}."""
+
+    exit_code = 2
+    code = "backup_key"
+
+
+class ArchiveNotFound(NotFound):
+    """No backup archive {archive} on {target}; run `appliance backup list` to see the archives."""
+
+
+class NoRepository(ArchiveNotFound):
+    """There are no backups on {target} yet: run `appliance backup run` first."""
+
+
+class TargetUnavailable(BackupError):
+    """Backup target {target} cannot be used: {detail}"""
+
+    exit_code = 2
+    code = "backup_target"
+
+
+class TargetFull(TargetUnavailable):
+    """Backup target {target} is full ({detail}); free space or prune old archives, then retry."""
+
+
+class SnapshotFailed(BackupError):
+    """Could not take a snapshot of the database: {detail}"""
+
+
+class RestoreRefused(Conflict):
+    """{detail} is not empty; restore into a new database, or pass --force to replace it."""
+
+    exit_code = 2
+
+
+class BackupNotConfigured(ConfigError):
+    """Backups are not configured: {detail}"""

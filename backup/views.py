@@ -1,0 +1,63 @@
+"""The IT page for backups: the last proven backup, sizes over time, the next run, the
+target's health, and a button to ask the worker for a backup now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+
+from appliance.auth import login_required
+from appliance.db import get_db
+from appliance.errors import CitadelError
+from appliance.web import policy, record_event
+from crm import charts
+from crm.access import Cap
+
+bp = Blueprint("backups", __name__, url_prefix="/backups", template_folder="templates")
+REQUEST_FILE = "backup-requested"
+
+
+def _appliance() -> Any:
+    return current_app.extensions["citadel.appliance"]
+
+
+@bp.get("")
+@login_required
+def index() -> str:
+    policy().require_cap(Cap.BACKUPS_ADMIN)
+    from backup.cli import _repository, _rows
+    from backup.settings import BackupSettings
+
+    appliance = _appliance()
+    section = appliance.settings.section("backup")
+    status: dict[str, Any] = {"configured": bool(section), "rows": [], "error": None}
+    if section:
+        try:
+            settings = BackupSettings.from_section(section)
+            status["next_run"] = settings.next_run(datetime.now(UTC))
+            with _repository(appliance, None) as (_settings, repo):
+                status["rows"] = _rows(repo)
+            status["target"] = "reachable"
+        except CitadelError as exc:
+            status["error"], status["target"] = exc.message, "unavailable"
+    rows = status["rows"]
+    verified = [r for r in rows if r.get("good")]
+    status["last_verified"] = verified[-1] if verified else None
+    sized = [r for r in rows if r.get("size")][-30:]
+    chart = charts.columns([r["archive_id"][4:13] for r in sized],
+                           [("stored MB", [r["size"] / 1e6 for r in sized])], title="Archive sizes") if sized else ""
+    status["requested"] = (appliance.data_dir / REQUEST_FILE).exists()
+    return render_template("backups/index.html", status=status, chart=chart)
+
+
+@bp.post("/run")
+@login_required
+def request_run() -> Any:
+    policy().require_cap(Cap.BACKUPS_ADMIN)
+    (_appliance().data_dir / REQUEST_FILE).write_text(datetime.now(UTC).isoformat())
+    record_event("backup.request", meta={"via": "web"})
+    get_db().commit()
+    flash("The worker will start a backup within a minute; its drill follows.", "success")
+    return redirect(url_for(".index"))

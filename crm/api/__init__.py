@@ -1,0 +1,1 @@
+"""The CRM's resources in the JSON API (``appliance.api`` holds the blueprint)."""

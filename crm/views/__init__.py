@@ -1,0 +1,1 @@
+"""The CRM's web pages, one blueprint per kind of record."""

@@ -1,0 +1,50 @@
+"""The start page: what needs doing today."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, redirect, render_template, url_for
+from sqlalchemy import func, select
+
+from appliance.auth import login_required
+from appliance.db import get_db
+from appliance.web import policy, record_event
+from crm.access import Action, Entity
+from crm.models import OPEN_STAGES, Account, Activity, Deal
+
+bp = Blueprint("home", __name__, template_folder="../templates")
+
+
+@bp.get("/")
+@login_required
+def index() -> Any:
+    pol = policy()
+    if not pol.can(Entity.ACCOUNT, Action.READ):
+        return render_template("home/staff_only.html")
+    db = get_db()
+    me = pol.user.id
+    now = datetime.now(UTC)
+    tasks = db.scalars(pol.select(Entity.ACTIVITY).where(
+        Activity.owner_id == me, Activity.done_at.is_(None), Activity.due_at.is_not(None),
+        Activity.due_at < now + timedelta(days=7)).order_by(Activity.due_at).limit(12)
+    ).unique().all() if pol.can(Entity.ACTIVITY, Action.READ) else []
+    pipeline = db.execute(select(Deal.stage, func.count(), func.coalesce(func.sum(Deal.amount), 0))
+                          .where(pol.where(Entity.DEAL), Deal.owner_id == me,
+                                 Deal.stage.in_(OPEN_STAGES)).group_by(Deal.stage)).all() \
+        if pol.can(Entity.DEAL, Action.READ) else []
+    recent = db.scalars(pol.select(Entity.ACCOUNT).where(Account.owner_id == me)
+                        .order_by(Account.updated_at.desc()).limit(8)).unique().all()
+    record_event("record.search", entity="account", count=len(recent) + len(tasks),
+                 meta={"context": "home", "ids": [str(a.id) for a in recent], "outside_book": 0})
+    db.commit()
+    by_stage = {stage: (count, amount) for stage, count, amount in pipeline}
+    return render_template("home/index.html", tasks=tasks, now=now, recent=recent,
+                           pipeline=[(s, *by_stage.get(s, (0, 0))) for s in OPEN_STAGES],
+                           amount_visible="amount" in pol.visible_fields(Entity.DEAL))
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Any:
+    return redirect(url_for("static", filename="favicon.svg"))
