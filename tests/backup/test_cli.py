@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -124,3 +126,11 @@ def test_an_empty_target_says_to_run_a_backup_first(box):
     result = run("backup", "verify", "latest", "--data-dir", str(data))
     assert result.exit_code == 1
     assert "no backups on" in result.output and "appliance backup run" in result.output
+
+
+def test_the_backup_commands_import_on_their_own():
+    """The web views import ``backup.cli``; a worker process that has not loaded
+    ``appliance.cli`` first must still get it (no import cycle)."""
+    done = subprocess.run([sys.executable, "-c", "import backup.cli"], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr[-300:]

@@ -172,7 +172,7 @@ def _no_leak(db, username: str, operation, case, response) -> None:
 
 def _exported(response) -> tuple[list[str], set[str]]:
     """The header and the record ids of an exported file, CSV or XLSX."""
-    if response.headers.get("Content-Type", "").startswith("text/csv"):
+    if _content_type(response).startswith("text/csv"):
         rows = list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
     else:
         sheet = openpyxl.load_workbook(io.BytesIO(response.content), read_only=True).active
@@ -182,6 +182,14 @@ def _exported(response) -> tuple[list[str], set[str]]:
     header = [cell.strip("\u200b\u200c\u200d\u2060\ufeff") for cell in rows[0]]
     column = header.index("id")
     return header, {row[column] for row in rows[1:] if len(row) > column}
+
+
+def _content_type(response) -> str:
+    """The answer's media type, whichever way this schemathesis spells its headers."""
+    for name, value in response.headers.items():
+        if name.lower() == "content-type":
+            return value[0] if isinstance(value, list) else value
+    return ""
 
 
 def _fields_as_allowed(db, oracle: Oracle, entity: Entity, item: dict[str, Any]) -> None:
