@@ -321,6 +321,8 @@ class Tracer:
             for kind, value, column, cell in self._values(row):
                 if kind == "id":
                     ids[uuid.UUID(value)].append((row, column, cell))
+                elif kind == "name" and not _names_clients(column):
+                    continue  # a real client's city "Lemoine" is no decoy company "Lemoine"
                 else:
                     by_value[(kind, value)].append((row, column, cell))
         by_fingerprint: dict[bytes, list[tuple[Row, Column, str, str]]] = defaultdict(list)

@@ -139,7 +139,23 @@ def appliance(data_dir: Path):
 def app(appliance):
     from appliance.app import create_app
 
-    return create_app(appliance, {"TESTING": True})
+    app = create_app(appliance, {"TESTING": True})
+    app.test_client_class = _whole_answers_client()
+    return app
+
+
+def _whole_answers_client() -> type:
+    from flask.testing import FlaskClient
+
+    class WholeAnswersClient(FlaskClient):
+        """Reads every answer to its end and closes it, as a WSGI server does. A streamed
+        answer left half-read keeps its request's context pushed, and the next request
+        in this thread would share its ``g`` (and its CSRF token)."""
+
+        def open(self, *args, buffered: bool = True, **kwargs):
+            return super().open(*args, buffered=buffered, **kwargs)
+
+    return WholeAnswersClient
 
 
 @pytest.fixture

@@ -339,14 +339,19 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 def read_document(data_dir: Path) -> dict[str, Any]:
     """The keyring file as stored (wrapped keys only); raises if it is missing or unreadable."""
-    path = files.keyring_path(data_dir)
+    return read_key_file(data_dir, files.keyring_path(data_dir), FORMAT)
+
+
+def read_key_file(data_dir: Path, path: Path, expected_format: str) -> dict[str, Any]:
+    """One of the key directory's JSON files, of the format named; a missing file means
+    keys were never set up, an unreadable or foreign one that somebody changed it."""
     try:
         document = files.read_json(path)
     except FileNotFoundError:
         raise KeysNotInitialised(data_dir=data_dir) from None
     except ValueError as exc:
         raise KeyringTampered(path=path, detail=f"it is not valid JSON: {exc}") from None
-    if document.get("format") != FORMAT:
+    if document.get("format") != expected_format:
         raise KeyringTampered(path=path, detail=f"unknown format {document.get('format')!r}")
     return document
 

@@ -34,7 +34,7 @@ from appliance.keys.errors import (
     WrongMasterKey,
 )
 from appliance.keys.holders import Ask, ShareHolder, holder_for
-from appliance.keys.keyring import PURPOSES, Keyring, read_document
+from appliance.keys.keyring import PURPOSES, Keyring, read_document, read_key_file
 from appliance.keys.primitives import (
     KEY_BYTES,
     b64d,
@@ -251,16 +251,7 @@ def _write_demo_key(data_dir: Path, master: bytes) -> Path:
 
 
 def _read_seal(data_dir: Path) -> dict[str, Any]:
-    path = files.seal_path(data_dir)
-    try:
-        doc = files.read_json(path)
-    except FileNotFoundError:
-        raise KeysNotInitialised(data_dir=data_dir) from None
-    except ValueError as exc:
-        raise KeyringTampered(path=path, detail=f"it is not valid JSON: {exc}") from None
-    if doc.get("format") != SEAL_FORMAT:
-        raise KeyringTampered(path=path, detail=f"unknown format {doc.get('format')!r}")
-    return doc
+    return read_key_file(data_dir, files.seal_path(data_dir), SEAL_FORMAT)
 
 
 class Unsealer:

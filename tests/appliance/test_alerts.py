@@ -108,3 +108,14 @@ def test_alerts_api_and_rights(appliance, app, db, history, login):
     changed = clients["sofia"].patch(f"/api/v1/alerts/{alert_id}",
                                      json={"status": "dismissed", "reason": "approved migration"})
     assert changed.status_code == 200 and changed.json["status"] == "dismissed"
+
+
+def test_exporting_ones_own_book_again_and_again_alerts(appliance, history):
+    """Small exports, each within every cap and inside the person's own book, still add up."""
+    with appliance.session() as session:
+        for _ in range(18):
+            audit.record(session, "export", user="alice", ip="10.0.0.10", entity="account",
+                         count=70, meta={"format": "csv", "outside_book": 0})
+    opened = score_new_events(appliance)
+    assert [a.user for a in opened] == ["alice"]
+    assert any("1,260" in reason for reason in opened[0].reason_list)

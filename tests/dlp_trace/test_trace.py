@@ -77,6 +77,20 @@ def test_the_export_as_downloaded_names_its_user_with_its_canaries(book, db):
     assert report.recognised == 400 and report.canary_rows == 4
 
 
+
+def test_a_real_clients_city_named_like_a_decoy_is_no_canary(book, db):
+    """Decoy companies are often called by a surname; so are towns. Only a column that
+    names clients can hold a decoy's name."""
+    done = export(db, book.users["mark"])
+    decoy = dict(zip(done.header, done.canary_rows()[0], strict=True))["name"]
+    rows = [list(r) for r in done.real_rows()]
+    rows[0][done.header.index("city")] = decoy
+    out = io.StringIO()
+    csv.writer(out).writerows([done.header, *rows])
+    report = trace_bytes(db, out.getvalue().encode())
+    assert report.canary_rows == 0
+    assert report.matches and not report.matches[0].canaries
+
 TRANSFORMS = {
     "csv-xlsx-csv": lambda d, rows, rng: (
         d.header, read_bytes(as_spreadsheet_saves_it(d.header, rows), "x.xlsx").sheets[0][1:]),

@@ -22,6 +22,8 @@ backup running meanwhile.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import re
@@ -46,6 +48,8 @@ from tests.verify.company import demo_company
 from tests.verify.stack import REPO, Stack
 
 OFFICER = "sofia"
+#: Seconds the control insider's alert may take: a few scoring runs of a loaded worker.
+CONTROL_WAIT = 180
 
 
 @dataclass
@@ -231,22 +235,26 @@ def _control_insider(stack: Stack, username: str, book: list[dict[str, str]],
     browser = sign_in(stack.base, username, DEMO_PASSWORD)
     page = browser.get(f"{stack.base}/accounts", timeout=30).text
     token = re.search(r'name="csrf-token" content="([^"]+)"', page)
-    rows = 0
+    rows, stopped = 0, "done"
     for _ in range(max(3, 1 + 1200 // max(len(book), 1))):
         answer = browser.post(f"{stack.base}/accounts/export", timeout=120,
                               data={"csrf_token": token.group(1) if token else ""})
-        if answer.status_code != 200:
+        if answer.status_code != 200 or not answer.headers.get("Content-Type", "").startswith(
+                "text/csv"):  # a cap reached answers with the request form, not a file
+            stopped = f"stopped by HTTP {answer.status_code} {answer.url}"
             break
-        rows += max(0, answer.text.count("\n") - 1)
+        rows += max(0, len(list(csv.reader(io.StringIO(answer.text.lstrip("\ufeff"))))) - 1)
+    report.figures["control: exported"] = f"{rows} rows ({stopped})"
     started = time.monotonic()
-    while time.monotonic() - started < 90:
+    while time.monotonic() - started < CONTROL_WAIT:
         if alerts_for(stack, [username]):
             report.figures["control: bulk export alerted after"] = \
-                f"{time.monotonic() - started:.0f} s ({rows} rows)"
+                f"{time.monotonic() - started:.0f} s"
             return
         time.sleep(3)
     report.problems.append(f"the control insider ({username}, {rows} rows exported) raised no "
-                           "alert within 90 s: the leak check proves nothing")
+                           f"alert within {CONTROL_WAIT} s (scoring reached {_scored(stack)}): "
+                           "the leak check proves nothing")
 
 
 def main(argv: list[str] | None = None) -> int:
