@@ -48,6 +48,8 @@ from tests.verify.company import demo_company
 from tests.verify.stack import REPO, Stack
 
 OFFICER = "sofia"
+#: The demo's sales director, whose bulk export is the positive control.
+CONTROL = "diana"
 #: Seconds the control insider's alert may take: a few scoring runs of a loaded worker.
 CONTROL_WAIT = 180
 
@@ -166,7 +168,7 @@ def run(workdir: Path, *, seconds: float = 600, users: int = 50, accounts: int =
             report.problems.append(f"the backup during the load {backup.outcome}")
         time.sleep(20)  # a few scoring intervals for the last events
         _checks(stack, people.usernames, report)
-        _control_insider(stack, people.usernames[0], books[people.usernames[0]], report)
+        _control_insider(stack, report)
     except Exception as exc:  # the run itself breaking is a finding too
         report.problems.append(f"the load run stopped: {exc.__class__.__name__}: {exc}")
     finally:
@@ -225,34 +227,37 @@ def _scored(stack: Stack) -> str:
     return f"{cursor + 1} of {(head or 0) + 1} events"
 
 
-def _control_insider(stack: Stack, username: str, book: list[dict[str, str]],
-                     report: LoadReport) -> None:
-    """One of the crowd then exports their whole book, again and again: that must alert,
-    or "no alert" above proved nothing."""
+def _control_insider(stack: Stack, report: LoadReport) -> None:
+    """Then the demo's sales director exports the whole client base: that must alert, or
+    "no alert" above proved nothing.
+
+    The control is not one of the crowd exporting their own book again: the crowd's
+    normal work already exports whole books, so a few more copies of the same few hundred
+    records are, rightly, at most a low alert.
+    """
     from appliance.demo import DEMO_PASSWORD
     from tests.verify.traffic import sign_in
 
-    browser = sign_in(stack.base, username, DEMO_PASSWORD)
+    browser = sign_in(stack.base, CONTROL, DEMO_PASSWORD)
     page = browser.get(f"{stack.base}/accounts", timeout=30).text
     token = re.search(r'name="csrf-token" content="([^"]+)"', page)
-    rows, stopped = 0, "done"
-    for _ in range(max(3, 1 + 1200 // max(len(book), 1))):
-        answer = browser.post(f"{stack.base}/accounts/export", timeout=120,
-                              data={"csrf_token": token.group(1) if token else ""})
-        if answer.status_code != 200 or not answer.headers.get("Content-Type", "").startswith(
-                "text/csv"):  # a cap reached answers with the request form, not a file
-            stopped = f"stopped by HTTP {answer.status_code} {answer.url}"
-            break
-        rows += max(0, len(list(csv.reader(io.StringIO(answer.text.lstrip("\ufeff"))))) - 1)
-    report.figures["control: exported"] = f"{rows} rows ({stopped})"
+    answer = browser.post(f"{stack.base}/accounts/export", timeout=300,
+                          data={"csrf_token": token.group(1) if token else ""})
+    if answer.status_code != 200 or not answer.headers.get("Content-Type", "").startswith(
+            "text/csv"):  # a cap reached answers with the request form, not a file
+        report.problems.append(f"the control export was refused: HTTP {answer.status_code} "
+                               f"{answer.url}")
+        return
+    rows = len(list(csv.reader(io.StringIO(answer.text.lstrip("\ufeff"))))) - 1
+    report.figures["control: exported"] = f"{rows} rows by {CONTROL}"
     started = time.monotonic()
     while time.monotonic() - started < CONTROL_WAIT:
-        if alerts_for(stack, [username]):
-            report.figures["control: bulk export alerted after"] = \
-                f"{time.monotonic() - started:.0f} s"
+        if found := alerts_for(stack, [CONTROL]):
+            report.figures["control: alerted after"] = \
+                f"{time.monotonic() - started:.0f} s ({found[0].get('severity')})"
             return
         time.sleep(3)
-    report.problems.append(f"the control insider ({username}, {rows} rows exported) raised no "
+    report.problems.append(f"the control insider ({CONTROL}, {rows} rows exported) raised no "
                            f"alert within {CONTROL_WAIT} s (scoring reached {_scored(stack)}): "
                            "the leak check proves nothing")
 
