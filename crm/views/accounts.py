@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from appliance.auth import login_required
 from appliance.db import get_db
-from appliance.errors import ValidationFailed
+from appliance.errors import Forbidden, ValidationFailed
 from appliance.web import appliance_settings, page_args, paginate, policy, record_event
 from audit.query import field_history
 from crm import attachments, sharing
@@ -70,13 +70,15 @@ def show(account_id: uuid.UUID) -> str:
         if pol.can(Entity.ACTIVITY, "read") else []
     audit_view(E, account, related=len(contacts) + len(deals) + len(timeline))
     db.commit()
+    can_share = _may_share(account)
     return render_template(
         "accounts/detail.html", account=account, shown=pol.present(E, account),
         contacts=[(c, pol.present(Entity.CONTACT, c)) for c in contacts],
         deals=[(d, pol.present(Entity.DEAL, d)) for d in deals],
         timeline=[(a, pol.present(Entity.ACTIVITY, a)) for a in timeline],
         can_edit=_may(account, Action.EDIT), can_delete=_may(account, Action.DELETE),
-        can_print=_may(account, Action.PRINT), history=_history(account), **_sharing(account),
+        can_print=_may(account, Action.PRINT), history=_history(account),
+        can_share=can_share, shares=_shares(account) if can_share else [],
         files=attachments.visible(db, pol, account),
         can_attach=pol.allows(Entity.ATTACHMENT, Action.CREATE, owner_id=account.owner_id,
                               team_id=account.team_id),
@@ -109,6 +111,18 @@ def delete(account_id: uuid.UUID) -> Any:
     return redirect(url_for(".index"))
 
 
+@bp.get("/<uuid:account_id>/shares")
+@login_required
+def shares(account_id: uuid.UUID) -> str:
+    """The share form, on its own page: whom one may share with is a list of colleagues
+    each checked against their rights, too dear to build on every view of the account."""
+    account = policy().get(E, account_id, Action.EDIT)
+    if not _may_share(account):
+        raise Forbidden(action="share an account that was only shared with you")
+    return render_template("accounts/share.html", account=account, shares=_shares(account),
+                           grantees=_grantees())
+
+
 @bp.post("/<uuid:account_id>/shares")
 @login_required
 def add_share(account_id: uuid.UUID) -> Any:
@@ -127,7 +141,7 @@ def add_share(account_id: uuid.UUID) -> Any:
     except (ValueError, ValidationFailed) as exc:
         get_db().rollback()
         flash(getattr(exc, "message", "Choose whom to share with and a valid date."), "error")
-        return redirect(url_for(".show", account_id=account_id))
+        return redirect(url_for(".shares", account_id=account_id))
     get_db().commit()
     flash("Account shared.", "success")
     return redirect(url_for(".show", account_id=account_id))
@@ -226,21 +240,30 @@ def _history(account: Any) -> list[dict[str, Any]]:
     return shown
 
 
-def _sharing(account: Any) -> dict[str, Any]:
-    """Who the account is shared with, and whom the user may share it with."""
+def _may_share(account: Any) -> bool:
+    """Sharing is for those whose own role reaches the account, not for those it was shared with."""
+    return policy().allows(E, Action.EDIT, owner_id=account.owner_id, team_id=account.team_id)
+
+
+def _shares(account: Any) -> list[tuple[Any, str]]:
+    """The account's live shares, each with whom it is shared with."""
+    db = get_db()
+    found = sharing.shares_of(db, account)
+    users = {u.id: u.full_name for u in db.scalars(
+        select(User).where(User.id.in_({sh.user_id for sh in found if sh.user_id})))}
+    teams = {t.id: t.name for t in db.scalars(
+        select(Team).where(Team.id.in_({sh.team_id for sh in found if sh.team_id})))}
+    return [(sh, users.get(sh.user_id, "") if sh.user_id else f"Team {teams.get(sh.team_id)}")
+            for sh in found]
+
+
+def _grantees() -> list[tuple[str, str]]:
+    """Whom the user may share with: colleagues who can read accounts at all, and teams."""
     pol, db = policy(), get_db()
-    can_share = pol.allows(E, Action.EDIT, owner_id=account.owner_id, team_id=account.team_id)
-    if not can_share:
-        return {"can_share": False, "shares": [], "grantees": []}
     people = db.scalars(select(User).where(User.active.is_(True), User.offboarded_at.is_(None),
-                                           User.id != pol.user.id).order_by(User.full_name)).all()
-    grantees = [(f"user:{u.id}", u.full_name) for u in people if Policy(db, u).can(E, Action.READ)]
-    grantees += [(f"team:{t.id}", f"Team {t.name}") for t in _teams()]
-    names = {u.id: u.full_name for u in people} | {pol.user.id: pol.user.full_name}
-    teams = {t.id: t.name for t in _teams()}
-    shown = [(sh, names.get(sh.user_id) if sh.user_id else f"Team {teams.get(sh.team_id)}")
-             for sh in sharing.shares_of(db, account)]
-    return {"can_share": True, "shares": shown, "grantees": grantees}
+                                           User.id != pol.user.id).order_by(User.full_name))
+    return [(f"user:{u.id}", u.full_name) for u in people if Policy(db, u).can(E, Action.READ)] \
+        + [(f"team:{t.id}", f"Team {t.name}") for t in _teams()]
 
 
 def _teams() -> list[Team]:

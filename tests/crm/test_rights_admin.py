@@ -173,10 +173,16 @@ def test_sharing_an_account_with_someone_outside_the_team(app, make, db, login):
     carl_client = login("carl")
     assert carl_client.get(f"/accounts/{account.id}").status_code == 404
     alice_client = login("alice")
+    form = alice_client.get(f"/accounts/{account.id}/shares").get_data(as_text=True)
+    assert f'value="user:{carl.id}"' in form and f'value="user:{alice.id}"' not in form
+    refused = _post(alice_client, f"/accounts/{account.id}/shares", grantee="nobody")
+    assert refused.headers["Location"].endswith(f"/accounts/{account.id}/shares")
     until = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
     assert _post(alice_client, f"/accounts/{account.id}/shares", grantee=f"user:{carl.id}",
                  level="read", expires_on=until).status_code == 302
+    assert "carl" in alice_client.get(f"/accounts/{account.id}").get_data(as_text=True).lower()
     assert carl_client.get(f"/accounts/{account.id}").status_code == 200
+    assert carl_client.get(f"/accounts/{account.id}/shares").status_code in (403, 404)
     assert "Shared Oy" in carl_client.get("/accounts").get_data(as_text=True)
     # read, not edit; and carl cannot share it on
     assert _post(carl_client, f"/accounts/{account.id}/edit", name="X").status_code == 403
