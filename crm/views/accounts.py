@@ -249,6 +249,8 @@ def _shares(account: Any) -> list[tuple[Any, str]]:
     """The account's live shares, each with whom it is shared with."""
     db = get_db()
     found = sharing.shares_of(db, account)
+    if not found:
+        return []
     users = {u.id: u.full_name for u in db.scalars(
         select(User).where(User.id.in_({sh.user_id for sh in found if sh.user_id})))}
     teams = {t.id: t.name for t in db.scalars(
