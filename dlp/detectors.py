@@ -109,8 +109,9 @@ def daily_peaks(X: np.ndarray, columns: np.ndarray,  # noqa: N803 - sklearn nami
         span = min_tenure[None, :]
         values = np.where(tenure < span, values * span / tenure, values)
         values = np.where(tenure < np.maximum(1.0, span / 5), np.nan, values)
-    peaks = np.fmax.reduceat(values, starts, axis=0) if len(starts) else values[:0]
-    return key_sorted[starts] // 1_000_000, peaks
+    if not len(key_sorted):  # no history yet (a new appliance): no days, no peaks
+        return key_sorted // 1_000_000, values
+    return key_sorted[starts] // 1_000_000, np.fmax.reduceat(values, starts, axis=0)
 
 
 def _habits(X: np.ndarray, n_users: int) -> np.ndarray:  # noqa: N803
@@ -342,6 +343,11 @@ def _risk(z: np.ndarray, scale: float) -> np.ndarray:
     return 1.0 - np.power(0.5, np.clip(z, 0.0, None) / scale)
 
 
+def _evidence_of(risk: np.ndarray, scale: float) -> np.ndarray:
+    """The evidence that ``_risk`` turns into ``risk`` (its inverse)."""
+    return -scale * np.log2(1.0 - np.clip(risk, 0.0, 0.999))
+
+
 class IsolationForestDetector(BaseEstimator):
     """An isolation forest over each person's days, relative to their median day.
 
@@ -410,6 +416,8 @@ class LeakDetector(BaseEstimator):
     than twice their own normal in the last three days (``peers_busy``), the organisation's
     calendar (quarter end, an audit) is the likelier cause: exfiltration and
     reconnaissance evidence counts half.
+
+    Until any history exists (a new appliance), the policy rules decide alone.
 
     Parameters are the baseline's, plus ``notice_bonus``, ``rule_bonus``,
     ``new_days``, ``busy_peers`` and ``use_forest`` (add the isolation forest's
@@ -486,6 +494,9 @@ class LeakDetector(BaseEstimator):
         z += self.rule_bonus * np.minimum(fired.sum(axis=1), 2) * (z > 0.5)
         if self.forest_ is not None:
             z += self.scale * np.clip(self.forest_.score_samples(X) - 0.5, 0.0, None)
+        if not self.baseline_.judged_.any():  # a new appliance: no history to judge by yet,
+            # so the policy limits decide alone (a 20,000-row export on day one still alerts)
+            z = np.maximum(z, _evidence_of(self.rules_.score_samples(X), self.scale))
         return z
 
     def risk(self, X: np.ndarray, s: np.ndarray | None = None) -> np.ndarray:  # noqa: N803

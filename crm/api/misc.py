@@ -49,7 +49,7 @@ def create_export() -> Response:
     result = export_records(get_db(), policy(), entity, query, fmt, request.remote_addr,
                             settings=appliance_settings())
     get_db().commit()
-    return Response(result.content, mimetype=result.mimetype, headers={
+    return Response(result.content, content_type=result.mimetype, headers={
         "Content-Disposition": f'attachment; filename="{result.filename}"',
         "X-Export-Id": str(result.export.id), "X-Export-Rows": str(result.export.row_count)})
 

@@ -172,7 +172,7 @@ def export() -> Any:
         return render_template("exports/over_cap.html", message=exc.message, entity=E.value,
                                rows=exc.facts.get("rows", 0), query=query), 403
     get_db().commit()
-    return Response(result.content, mimetype=result.mimetype, headers={
+    return Response(result.content, content_type=result.mimetype, headers={
         "Content-Disposition": f'attachment; filename="{result.filename}"'})
 
 

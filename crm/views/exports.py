@@ -68,5 +68,5 @@ def run(request_id: uuid.UUID) -> Response:
     result = export_records(db, policy(), Entity(req.entity), req.list_query, "csv",
                             request.remote_addr, approval=req, settings=appliance_settings())
     db.commit()
-    return Response(result.content, mimetype=result.mimetype, headers={
+    return Response(result.content, content_type=result.mimetype, headers={
         "Content-Disposition": f'attachment; filename="{result.filename}"'})

@@ -119,3 +119,14 @@ def test_exporting_ones_own_book_again_and_again_alerts(appliance, history):
     opened = score_new_events(appliance)
     assert [a.user for a in opened] == ["alice"]
     assert any("1,260" in reason for reason in opened[0].reason_list)
+
+
+def test_a_new_appliance_without_history_still_alerts_on_a_bulk_export(appliance):
+    """Day one: no baseline to judge by, so the policy limits decide on their own."""
+    assert score_new_events(appliance) == []  # fits on no history at all, without failing
+    with appliance.session() as session:
+        audit.record(session, "export", user="newbie", ip="10.0.0.50", entity="account",
+                     count=20000, meta={"format": "csv", "outside_book": 20000})
+    opened = score_new_events(appliance)
+    assert [a.user for a in opened] == ["newbie"]
+    assert any(r.startswith("policy: export above") for r in opened[0].reason_list)
