@@ -132,13 +132,15 @@ class Cluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
+    def create_database(self, name: str, *, copy_of: str | None = None) -> str:
+        """A new, empty database ``name`` (or a copy of the database ``copy_of``)."""
         engine = create_engine(self.url().replace("postgresql://", "postgresql+psycopg://"),
                                isolation_level="AUTOCOMMIT")
+        template = f' TEMPLATE "{copy_of}"' if copy_of else ""
         try:
             with engine.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
+                conn.execute(text(f'CREATE DATABASE "{name}"{template}'))
         finally:
             engine.dispose()
         return self.url(name)

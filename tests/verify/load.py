@@ -27,6 +27,7 @@ import io
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ from tests.bench.web import free_port
 from tests.verify import history
 from tests.verify.cluster import Cluster
 from tests.verify.company import demo_company
-from tests.verify.stack import REPO, Stack
+from tests.verify.stack import REPO, Stack, configure
 
 OFFICER = "sofia"
 #: The demo's sales director, whose bulk export is the positive control.
@@ -142,12 +143,14 @@ def run(workdir: Path, *, seconds: float = 600, users: int = 50, accounts: int =
         books = books_of(appliance, people.usernames)
         books_file = workdir / "books.json"
         books_file.write_text(json.dumps(books))
-        stack = Stack(workdir / "appliance", free_port()).start(worker=False)
+        appliance.dispose()
 
-        # warm-up, then a history like it, then baselines fitted on that history
-        since = datetime.now(UTC)
-        crowd(stack, books_file, users, warmup, workdir / "warmup.json", export_share)
-        events = history.warmup_events(appliance, people.usernames, since)
+        # warm-up on a copy, a history like it written into the appliance's log (so that
+        # the log holds the past before today, as a real one does), baselines fitted on it
+        events = _warm_up(cluster, workdir, books_file, users, warmup, export_share,
+                          people.usernames)
+        appliance = Appliance.open(workdir / "appliance")
+        stack = Stack(workdir / "appliance", free_port()).start(worker=False)
         span = timedelta(seconds=warmup + seconds)
         copies = math.ceil(1.1 * span.total_seconds() / warmup)
         written = history.seed(appliance, events, {u: [b["id"] for b in books[u]] for u in books},
@@ -176,6 +179,25 @@ def run(workdir: Path, *, seconds: float = 600, users: int = 50, accounts: int =
             stack.stop()
         cluster.destroy()
     return report
+
+
+def _warm_up(cluster: Cluster, workdir: Path, books_file: Path, users: int, seconds: float,
+             export_share: float, usernames: list[str]) -> list[Any]:
+    """The crowd's warm-up, run against a copy of the appliance; its audit events."""
+    copy = workdir / "warm-up"
+    shutil.copytree(workdir / "appliance", copy)
+    configure(copy, {"database_url": cluster.create_database("warmup", copy_of="citadel")})
+    since = datetime.now(UTC)
+    stack = Stack(copy, free_port()).start(worker=False)
+    try:
+        crowd(stack, books_file, users, seconds, workdir / "warmup.json", export_share)
+    finally:
+        stack.stop()
+    appliance = Appliance.open(copy)
+    try:
+        return history.warmup_events(appliance, usernames, since)
+    finally:
+        appliance.dispose()
 
 
 def _backup_later(stack: Stack, delay: float) -> threading.Thread:
