@@ -29,13 +29,25 @@ def shares_of(db: Session, account: Account) -> list[AccountShare]:
         .order_by(AccountShare.created_at)))
 
 
+def may_share(policy: Policy, account: Account) -> bool:
+    """Sharing is for those whose own role reaches the account, not for those it was
+    shared with (no sharing on)."""
+    return policy.allows(Entity.ACCOUNT, Action.EDIT, owner_id=account.owner_id,
+                         team_id=account.team_id)
+
+
+def require_sharer(policy: Policy, account_id: uuid.UUID) -> Account:
+    """The account, if the user may share it; else Forbidden (or NotFound if unseen)."""
+    account = policy.get(Entity.ACCOUNT, account_id, Action.EDIT)
+    if not may_share(policy, account):
+        raise Forbidden(action="share an account that was only shared with you")
+    return account
+
+
 def share(db: Session, policy: Policy, account_id: uuid.UUID, *, user_id: int | None = None,
           team_id: int | None = None, level: str = "read", expires_at: datetime | None = None,
           ip: str | None = None) -> AccountShare:
-    account = policy.get(Entity.ACCOUNT, account_id, Action.EDIT)
-    if not policy.allows(Entity.ACCOUNT, Action.EDIT, owner_id=account.owner_id,
-                         team_id=account.team_id):
-        raise Forbidden(action="share an account that was only shared with you")
+    account = require_sharer(policy, account_id)
     errors = {}
     if (user_id is None) == (team_id is None):
         errors["grantee"] = "share with one user or one team"

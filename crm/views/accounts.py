@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from appliance.auth import login_required
 from appliance.db import get_db
-from appliance.errors import Forbidden, ValidationFailed
+from appliance.errors import ValidationFailed
 from appliance.web import appliance_settings, page_args, paginate, policy, record_event
 from audit.query import field_history
 from crm import attachments, sharing
@@ -70,7 +70,7 @@ def show(account_id: uuid.UUID) -> str:
         if pol.can(Entity.ACTIVITY, "read") else []
     audit_view(E, account, related=len(contacts) + len(deals) + len(timeline))
     db.commit()
-    can_share = _may_share(account)
+    can_share = sharing.may_share(pol, account)
     return render_template(
         "accounts/detail.html", account=account, shown=pol.present(E, account),
         contacts=[(c, pol.present(Entity.CONTACT, c)) for c in contacts],
@@ -116,9 +116,7 @@ def delete(account_id: uuid.UUID) -> Any:
 def shares(account_id: uuid.UUID) -> str:
     """The share form, on its own page: whom one may share with is a list of colleagues
     each checked against their rights, too dear to build on every view of the account."""
-    account = policy().get(E, account_id, Action.EDIT)
-    if not _may_share(account):
-        raise Forbidden(action="share an account that was only shared with you")
+    account = sharing.require_sharer(policy(), account_id)
     return render_template("accounts/share.html", account=account, shares=_shares(account),
                            grantees=_grantees())
 
@@ -238,11 +236,6 @@ def _history(account: Any) -> list[dict[str, Any]]:
         if len(shown) == 50:
             break
     return shown
-
-
-def _may_share(account: Any) -> bool:
-    """Sharing is for those whose own role reaches the account, not for those it was shared with."""
-    return policy().allows(E, Action.EDIT, owner_id=account.owner_id, team_id=account.team_id)
 
 
 def _shares(account: Any) -> list[tuple[Any, str]]:
