@@ -4,20 +4,28 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= cards,targets,provision,test
 
+# `make demo PORT=8080` serves on another port (default: the bind setting, 127.0.0.1:8000).
+PORT   ?=
+
 .PHONY: install install-test demo test lint verify bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+# Each install leaves a stamp: nothing is reinstalled until pyproject.toml changes.
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	touch $@
 
-install-test: $(BIN)/python
+install-test: $(VENV)/.installed-test
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@ $(VENV)/.installed
 
 demo: install
-	$(BIN)/appliance demo
+	$(BIN)/appliance demo $(if $(PORT),--bind 127.0.0.1:$(PORT))
 
 lint: install-test
 	$(BIN)/ruff check appliance crm audit dlp backup provisioning tests
