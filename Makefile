@@ -33,12 +33,12 @@ lint: install-test
 # The quick suite (everything but the tests marked slow), on SQLite and, when
 # CITADEL_TEST_DATABASE_URL names a PostgreSQL server, on PostgreSQL too.
 test: install-test
-	$(BIN)/python -m pytest -m "not slow" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" --durations=25 --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 # The long suite: the slow tests (provisioning applied for real, 100 crashes, ...), then
 # load, crashes and faults with one summary table.
 verify: install-test
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow --durations=25 $(PYTEST_ARGS)
 	$(BIN)/python -m tests.verify.run $(VERIFY_ARGS)
 
 # The benchmarks, one after the other; each prints its figures and ratios.

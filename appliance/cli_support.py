@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import click
 from click.exceptions import NoArgsIsHelpError
-from click.utils import PacifyFlushWrapper
 from sqlalchemy.exc import OperationalError
 
 from appliance.config import resolve_data_dir
@@ -94,7 +93,8 @@ class CitadelGroup(click.Group):
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except BrokenPipeError:  # `appliance user list | head`: the reader has had enough
-            sys.stdout = PacifyFlushWrapper(sys.stdout)
+            # as the Python docs advise: no second error when the interpreter flushes stdout
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         sys.exit(0)
 

@@ -130,7 +130,8 @@ def _workday(rng: random.Random, person: User, book: list[str], day: date,
                 "meta": {"report": "funnel"}}))
         if rng.random() < 0.08:  # a short filtered list for a mailing or a visit plan
             events.append((_between(rng, arrive, leave), name, {
-                "action": "export", "entity": "account", "count": rng.randint(8, 45),
+                "action": "export", "entity": "account",
+                "count": max(3, round(len(book) * rng.uniform(0.01, 0.07))),
                 "meta": {"format": "csv", "filtered": True, "outside_book": 0}}))
         if rng.random() < 0.05:
             events.append((_between(rng, arrive, leave), name, {
