@@ -227,7 +227,7 @@ def demo(click_ctx: click.Context, seed_value: int, accounts: int, bind: str | N
     _check_demo_dir(appliance)
     bind = bind or appliance.settings["bind"]
     ensure_free(bind, hint=DEMO_PORT_HINT)
-    card_demo = _start_card_demo(appliance) if cards else None
+    card_demo = _start_card_demo(appliance, f"http://{bind}") if cards else None
     click.secho("\n  DEMO APPLIANCE: demo data, demo passwords, not for real clients.\n",
                 fg="yellow", bold=True)
     click.echo(f"  Open http://{bind}/ and sign in as one of these (password for everyone: "
@@ -281,10 +281,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _start_card_demo(appliance: Appliance):  # noqa: ANN202 - defined in appliance.card_demo
+def _start_card_demo(appliance: Appliance, origin: str):  # noqa: ANN202 - see appliance.card_demo
     from appliance.card_demo import start
 
-    return start(appliance)
+    return start(appliance, origin)
 
 
 # -- users -----------------------------------------------------------------
