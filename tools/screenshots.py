@@ -16,7 +16,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
 
-PASSWORD = "citadel-demo-2026"  # the demo's published password
+from appliance.demo import DEMO_PASSWORD as PASSWORD
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 #: file name, who looks at it, where
