@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from appliance.auth import login_required
 from appliance.db import get_db
-from appliance.web import policy, record_event
+from appliance.web import first_tool, policy, record_event
 from crm.access import Action, Entity
 from crm.models import OPEN_STAGES, Account, Activity, Deal
 
@@ -21,8 +21,9 @@ bp = Blueprint("home", __name__, template_folder="../templates")
 @login_required
 def index() -> Any:
     pol = policy()
-    if not pol.can(Entity.ACCOUNT, Action.READ):
-        return render_template("home/staff_only.html")
+    if not pol.can(Entity.ACCOUNT, Action.READ):  # officers, IT, auditors: their first tool
+        tool = first_tool()
+        return redirect(tool) if tool else render_template("home/staff_only.html")
     db = get_db()
     me = pol.user.id
     now = datetime.now(UTC)
