@@ -1,0 +1,61 @@
+"""A damaged or missing pack that later archives would share is stored anew from the live data,
+and the archives that use it are drilled again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.db import make_engine
+from backup.jobs import run_backup
+from backup.repository import STATUS_FAILED, Repository, pack_name
+from backup.restore import restore_archive
+from backup.tabledigest import table_digests
+from tests.backup.conftest import add_rows
+from tests.backup.test_roundtrip import drop_later, new_database_url  # noqa: F401 - a fixture
+
+
+def _pack(target, archive_id: str) -> Path:
+    return sorted((target.root / "archives" / archive_id / "packs").iterdir())[0]
+
+
+def _digests(url: str) -> dict:
+    engine = make_engine(url)
+    try:
+        return table_digests(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_damaged_shared_pack_is_healed_by_the_next_backup(populated, target, keys, scratch_url, tmp_path,
+                                                            drop_later):  # noqa: F811
+    first = run_backup(target, keys, populated, scratch_url=scratch_url, workdir=tmp_path)
+    assert first.good
+    pack = _pack(target, first.archive_id)
+    damaged = bytearray(pack.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    pack.write_bytes(bytes(damaged))
+    add_rows(populated, 1000, 5)
+    healed = run_backup(target, keys, populated, scratch_url=scratch_url, workdir=tmp_path)
+    name = pack_name(first.archive_id, 0)
+    assert healed.good, healed.report
+    assert healed.healed == [name]
+    assert healed.reverified == {first.archive_id: STATUS_FAILED}
+    repo = Repository.open(target, keys)
+    assert [r.archive_id for r in repo.good_archives()] == [healed.archive_id]
+    assert all(p["archive"] != first.archive_id for p in healed.manifest["packs"])
+    url = new_database_url(populated, tmp_path)
+    drop_later.append(url)
+    restore_archive(repo, healed.archive_id, url)
+    assert _digests(url) == _digests(populated)
+    again = run_backup(target, keys, populated, scratch_url=scratch_url, workdir=tmp_path)
+    assert again.good and again.healed == []  # healed for good: the next backup reuses the new packs
+
+
+def test_a_missing_pack_is_stored_anew_in_the_same_run(populated, target, keys, scratch_url, tmp_path):
+    first = run_backup(target, keys, populated, scratch_url=scratch_url, workdir=tmp_path)
+    _pack(target, first.archive_id).unlink()
+    healed = run_backup(target, keys, populated, scratch_url=scratch_url, workdir=tmp_path)
+    assert healed.good and healed.healed == [pack_name(first.archive_id, 0)]
+    repo = Repository.open(target, keys)
+    assert len(repo.archive_ids()) == 2  # no failed attempt first: the listing showed the pack gone
+    assert healed.reverified == {first.archive_id: STATUS_FAILED}
