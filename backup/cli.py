@@ -560,7 +560,7 @@ def _unseal_new_box(data_dir: Path, documents: list[tuple[str, dict[str, Any]]],
             except WrongMasterKey:
                 continue
         raise WrongMasterKey(source="recovery key")
-    install_key_document(documents[0][1], data_dir)
+    install_key_document(_document_for_shares(documents, share_files), data_dir)
     unsealer = sealing.Unsealer(data_dir)
     click.echo(f"{unsealer.threshold} share holders are needed; holders: {', '.join(unsealer.remaining_holders())}.")
     if not share_files:
@@ -572,6 +572,18 @@ def _unseal_new_box(data_dir: Path, documents: list[tuple[str, dict[str, Any]]],
         if _add_share(unsealer, path):
             click.echo(f"Share accepted ({len(unsealer.given)} of {unsealer.threshold}).")
     return unsealer.finish()
+
+
+def _document_for_shares(documents: list[tuple[str, dict[str, Any]]], share_files: tuple[str, ...]) -> dict[str, Any]:
+    """The newest key document of the appliance the share files belong to (the newest of all
+    without share files): a document planted by someone else is passed over."""
+    from appliance.keys.sealing import ShareEnvelope
+
+    owners = {ShareEnvelope.load(Path(p)).appliance_id for p in share_files}
+    for _name, document in documents:
+        if not owners or document.get("appliance_id") in owners:
+            return document
+    raise BackupError(detail="no key document on the target belongs to the appliance of these share files")
 
 
 def init_from_target(

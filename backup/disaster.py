@@ -72,8 +72,12 @@ def registered_recovery_checks() -> list[tuple[str, RecoveryCheck]]:
 
 def key_document(data_dir: Path) -> dict[str, Any]:
     """The wrapped key files of the appliance in ``data_dir``, as one document."""
-    keyring = key_files.read_json(key_files.keyring_path(data_dir))
-    seal = key_files.read_json(key_files.seal_path(data_dir))
+    try:
+        keyring = key_files.read_json(key_files.keyring_path(data_dir))
+        seal = key_files.read_json(key_files.seal_path(data_dir))
+    except (OSError, ValueError) as exc:
+        raise BackupError(detail=f"the key files in {data_dir / 'keys'} cannot be read ({exc}); "
+                          "a backup a new box could not open is not taken: check `appliance keys status`") from None
     cards = key_files.keys_dir(data_dir) / CARD_SHARES_DIR
     # shares sealed to officers' cards stay on the box; without them the cards open nothing
     card_shares = {p.name: key_files.read_json(p) for p in sorted(cards.glob("*.share"))} if cards.is_dir() else {}

@@ -59,13 +59,32 @@ class BackupOutcome:
 
 
 def parent_manifest(repo: Repository) -> dict[str, Any] | None:
-    """The newest verified archive's manifest, to deduplicate against (if it still opens)."""
+    """What a new archive deduplicates against: every pack any live verified archive uses.
+
+    The result has the shape of a manifest: the newest verified archive's id
+    (recorded as the new archive's ``parent``) and key version, and the union of
+    the packs of every verified archive made with that key version whose
+    manifest still opens. Deduplicating against all of them, not only the newest,
+    means data that came back (a reverted change, a restored table) is not stored
+    again; retention keeps every pack a kept archive references.
+    """
+    newest: dict[str, Any] | None = None
+    packs: dict[tuple[str, int], dict[str, Any]] = {}
     for record in reversed(repo.good_archives()):
         try:
-            return repo.load_manifest(record.archive_id)
+            manifest = repo.load_manifest(record.archive_id)
         except (ArchiveDamaged, ArchiveNotFound):
             log.warning("archive %s cannot be used as a dedup parent", record.archive_id)
-    return None
+            continue
+        if newest is None:
+            newest = manifest
+        if manifest.get("key_version") != newest.get("key_version"):
+            continue  # chunk ids under another key never match
+        for pack in manifest["packs"]:
+            packs.setdefault((pack["archive"], pack["seq"]), pack)
+    if newest is None:
+        return None
+    return {**newest, "packs": list(packs.values())}
 
 
 def packs_to_avoid(repo: Repository, parent: dict[str, Any] | None) -> set[str]:

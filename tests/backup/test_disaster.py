@@ -234,3 +234,25 @@ def test_the_recovery_drill_fails_when_the_target_lost_its_keys(box):
     shutil.rmtree(box.target / "keys")
     report = recovery_drill(LocalTarget(box.target), lambda d: keys.unseal_copy(keys.current(), d))
     assert not report["ok"] and "no key document" in report["error"]
+
+
+def test_a_key_document_planted_on_the_target_is_passed_over(box, tmp_path, database_url):
+    """Someone with the target adds a newer key document of another appliance of theirs."""
+    from backup.disaster import key_document
+
+    if database_url.startswith("postgresql"):
+        pytest.skip("about the key documents only")
+    _back_up(box)
+    other = tmp_path / "intruder"
+    keys.init_keys(other, threshold=1, holders=[PassphraseHolder("mallory", "mallory passphrase", HOLDER_KDF)],
+                   share_dir=tmp_path / "intruder-shares")
+    planted = box.target / "keys" / "29991231T235959999999Z-0000000000000000.json"
+    planted.write_text(json.dumps({**key_document(other), "written": "2999-12-31T23:59:59Z"}))
+    box.lose()
+    for n, unseal in enumerate((["--recovery-key"], ["--share", box.share("alice"), "--share", box.share("bob")])):
+        new = tmp_path / f"new-box-{n}"
+        args = ["init", "--data-dir", str(new), "--restore-from", str(box.target), *unseal]
+        answers = box.init.recovery_key if n == 0 else f"{PASSPHRASES['alice']}\n{PASSPHRASES['bob']}"
+        result = run(*args, input=answers + "\n")
+        assert result.exit_code == 0, result.output
+        state.clear()

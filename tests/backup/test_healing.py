@@ -3,6 +3,7 @@ and the archives that use it are drilled again."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from appliance.db import make_engine
@@ -59,3 +60,25 @@ def test_a_missing_pack_is_stored_anew_in_the_same_run(populated, target, keys, 
     repo = Repository.open(target, keys)
     assert len(repo.archive_ids()) == 2  # no failed attempt first: the listing showed the pack gone
     assert healed.reverified == {first.archive_id: STATUS_FAILED}
+
+
+def test_data_that_comes_back_dedups_against_older_archives(populated, target, keys, data_dir, scratch_url,
+                                                            tmp_path):
+    """Deduplication uses every live archive, not only the newest."""
+    from tests.backup.conftest import FILES
+
+    contract = data_dir / "attachments" / "2026" / "contract.pdf"
+    kept = os.urandom(9 << 20)  # spans whole packs of its own (packs are ~4 MiB)
+    contract.write_bytes(kept)
+
+    def backup():
+        outcome = run_backup(target, keys, populated, data_dir=data_dir, files=FILES, scratch_url=scratch_url,
+                             workdir=tmp_path)
+        assert outcome.good, outcome.report
+        return outcome.manifest["stats"]
+
+    backup()
+    contract.unlink()
+    backup()
+    contract.write_bytes(kept)  # the file is back, as it was in the first archive
+    assert backup()["bytes_new"] < 1 << 20
