@@ -121,12 +121,16 @@ class ArchiveWriter:
         level: int = ZSTD_LEVEL,
         archive_id: str | None = None,
         avoid: Collection[str] = (),
+        repack: Collection[str] = (),
     ) -> None:
         """``avoid`` names packs (``archives/<id>/packs/<seq>``) never to reuse: known to be
-        damaged or missing, so their chunks are stored again from the data being written."""
+        damaged or missing, so their chunks are stored again from the data being written.
+        ``repack`` names packs mostly holding chunks nothing new needs: not reusing them
+        either lets prune delete them once older archives go (space is reclaimed)."""
         self.repo = repo
         self.archive_id = archive_id or new_archive_id()
         self.healed: list[str] = []
+        self.repacked: list[str] = []
         self.created = utc_now()
         self.parent_id = parent["archive_id"] if parent else None
         self.stats = WriteStats()
@@ -147,7 +151,7 @@ class ArchiveWriter:
         self._inflight: deque[Future[None]] = deque()
         self._max_inflight = workers * 2
         if parent is not None:
-            self._load_parent_index(parent, set(avoid))
+            self._load_parent_index(parent, set(avoid), set(repack))
 
     # -- chunkers ----------------------------------------------------------
     def content_chunker(self) -> ContentChunker:
@@ -158,14 +162,16 @@ class ArchiveWriter:
         return PageChunker(page_size)
 
     # -- dedup index from the parent --------------------------------------
-    def _load_parent_index(self, parent: dict[str, Any], avoid: set[str]) -> None:
+    def _load_parent_index(self, parent: dict[str, Any], avoid: set[str], repack: set[str]) -> None:
         """Learn the chunk ids of every pack the parent uses (if keyed with today's key),
-        except the packs to avoid."""
+        except the packs to avoid or repack."""
         if parent.get("key_version") != self.repo.keys.key_version:
             return
-        self.healed = sorted(n for n in (pack_name(p["archive"], p["seq"]) for p in parent["packs"]) if n in avoid)
-        wanted = {(p["archive"], p["seq"]): p for p in parent["packs"]
-                  if pack_name(p["archive"], p["seq"]) not in avoid}
+        names = [pack_name(p["archive"], p["seq"]) for p in parent["packs"]]
+        self.healed = sorted(n for n in names if n in avoid)
+        self.repacked = sorted(n for n in names if n in repack and n not in avoid)
+        wanted = {(p["archive"], p["seq"]): p for p, name in zip(parent["packs"], names, strict=True)
+                  if name not in avoid and name not in repack}
         for creator in sorted({a for a, _ in wanted}):
             try:
                 table = read_index(self.repo, creator)

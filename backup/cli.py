@@ -185,6 +185,9 @@ def _describe(outcome: BackupOutcome) -> str:
     )
     if outcome.healed:
         text += f"; healed {len(outcome.healed)} damaged pack(s), their chunks stored anew: {', '.join(outcome.healed)}"
+    repacked = outcome.manifest.get("repacked") or []
+    if repacked:
+        text += f"; {len(repacked)} sparse pack(s) not reused, so prune can reclaim them"
     if outcome.reverified:
         text += "; drilled again: " + ", ".join(f"{a} {s}" for a, s in outcome.reverified.items())
     return text

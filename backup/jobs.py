@@ -87,6 +87,34 @@ def parent_manifest(repo: Repository) -> dict[str, Any] | None:
     return {**newest, "packs": list(packs.values())}
 
 
+#: A pack the newest archive uses less than this fraction of is not reused: its live chunks
+#: are stored anew in full packs, so prune can delete it once the older archives go.
+REPACK_BELOW = 0.75
+
+
+def sparse_packs(repo: Repository, parent: dict[str, Any] | None) -> set[str]:
+    """Packs written by an archive that is gone (pruned or failed) of which the newest
+    archive uses less than ``REPACK_BELOW`` of the chunks.
+
+    Without this a pack stays alive as long as one chunk of it is used, and a
+    repository keeping one archive grows round after round with dead chunks. A
+    live archive's packs stay for that archive anyway: reusing them costs nothing.
+    """
+    if parent is None:
+        return set()
+    live = {r.archive_id for r in repo.good_archives()}
+    try:
+        newest = repo.load_manifest(parent["archive_id"])
+    except (ArchiveDamaged, ArchiveNotFound):
+        return set()
+    used: dict[int, set[int]] = {}
+    for entry in newest["files"]:
+        for index, first, count in entry["runs"]:
+            used.setdefault(index, set()).update(range(first, first + count))
+    return {pack_name(p["archive"], p["seq"]) for index, p in enumerate(newest["packs"])
+            if p["archive"] not in live and p["chunks"] and len(used.get(index, ())) < REPACK_BELOW * p["chunks"]}
+
+
 def packs_to_avoid(repo: Repository, parent: dict[str, Any] | None) -> set[str]:
     """Packs a new archive must not reuse: reported damaged by any drill, or missing.
 
@@ -132,7 +160,8 @@ def create_archive(
     early = {item.archive_path: item.source.read_bytes() for item in items
              if item.archive_path in READ_BEFORE_SNAPSHOT}
     parent = parent_manifest(repo)
-    writer = ArchiveWriter(repo, parent=parent, workers=workers, avoid=packs_to_avoid(repo, parent) | set(avoid))
+    writer = ArchiveWriter(repo, parent=parent, workers=workers, avoid=packs_to_avoid(repo, parent) | set(avoid),
+                           repack=sparse_packs(repo, parent))
     try:
         with snapshot_database(database_url, scratch) as snap:
             chunker = writer.page_chunker(snap.page_size) if snap.page_size else writer.content_chunker()
@@ -147,6 +176,8 @@ def create_archive(
         extra: dict[str, Any] = {"database": database}
         if writer.healed:
             extra["healed"] = writer.healed  # damaged packs whose chunks this archive stores anew
+        if writer.repacked:
+            extra["repacked"] = writer.repacked  # sparse packs whose live chunks it stores anew
         return NewArchive(writer.finish(extra), snap.snapshot_file)
     except BaseException:
         writer.abort()

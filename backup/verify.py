@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,8 +169,9 @@ def environmental(exc: BaseException) -> bool:
     """
     if isinstance(exc, ArchiveDamaged | ArchiveNotFound | WrongKey):
         return False
-    if isinstance(exc, TargetUnavailable | BackupNotConfigured | MemoryError | ConnectionError | TimeoutError):
-        return True  # the target, a setting or the machine failed
+    if isinstance(exc, TargetUnavailable | BackupNotConfigured | MemoryError | ConnectionError | TimeoutError
+                  | BrokenExecutor):
+        return True  # the target, a setting or the machine (a worker process killed, say) failed
     if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
         return exc.errno in _ENVIRONMENT_ERRNOS
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):

@@ -82,3 +82,34 @@ def test_data_that_comes_back_dedups_against_older_archives(populated, target, k
     backup()
     contract.write_bytes(kept)  # the file is back, as it was in the first archive
     assert backup()["bytes_new"] < 1 << 20
+
+
+def test_a_repository_keeping_one_archive_stays_near_the_live_size(target, keys, tmp_path):
+    """Packs mostly holding dead chunks are not reused, so prune can reclaim them."""
+    import random
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from backup.retention import Policy, prune
+    from backup.targets.local import LocalTarget
+    from tests.backup.conftest import accounts
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    add_rows(url, 1, 400, blob_bytes=3000)  # incompressible, like encrypted columns
+    rng = random.Random(7)
+    for _ in range(8):
+        assert run_backup(target, keys, url, workdir=tmp_path).good
+        prune(Repository.open(target, keys), Policy(daily=0, weekly=0, monthly=0, last=1), grace=timedelta(0))
+        engine = make_engine(url)
+        with engine.begin() as conn:  # 10% of the rows change
+            for i in rng.sample(range(1, 401), 40):
+                conn.execute(update(accounts).where(accounts.c.id == i).values(photo=os.urandom(3000)))
+        engine.dispose()
+    fresh = LocalTarget(tmp_path / "fresh")
+    assert run_backup(fresh, keys, url, workdir=tmp_path).good
+
+    def stored(root: Path) -> int:
+        return sum(p.stat().st_size for p in (root / "archives").rglob("*") if p.is_file())
+
+    assert stored(target.root) < 1.4 * stored(fresh.root)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -39,6 +40,7 @@ def test_environmental_failures_are_told_from_damage():
     assert environmental(TargetUnavailable(target="usb", detail="unreachable"))
     assert environmental(TargetFull(target="usb", detail="full"))
     assert environmental(ConnectionRefusedError())
+    assert environmental(BrokenProcessPool("a digest worker was killed"))
     assert environmental(BackupError(detail="pg_restore failed: could not extend file: No space left on device"))
     assert not environmental(ArchiveDamaged(archive="a", detail="pack 3 is missing"))
     assert not environmental(FileNotFoundError(errno.ENOENT, "gone"))
