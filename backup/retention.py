@@ -83,12 +83,14 @@ _PERIODS: dict[str, Callable[[datetime], tuple[int, ...]]] = {
 
 def keep(items: Iterable[T], policy: Policy, when: Callable[[T], datetime] = lambda x: x) -> set[T]:
     """The items to keep under ``policy``; ``when`` gives each item's timestamp."""
-    ordered = sorted(items, key=when, reverse=True)
+    # newest first; of two made in the same second, the one listed later is the newer
+    ordered = sorted(reversed(list(items)), key=when, reverse=True)
     if not ordered:
         return set()
     kept = {ordered[0], *ordered[: policy.last]}
     newest = when(ordered[0])
-    kept |= {item for item in ordered if newest - when(item) <= policy.within}
+    if policy.within:  # zero means no keep-within, not "everything from the newest second"
+        kept |= {item for item in ordered if newest - when(item) <= policy.within}
     for name, period in _PERIODS.items():
         slots = getattr(policy, name)
         seen: set[tuple[int, ...]] = set()

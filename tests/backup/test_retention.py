@@ -109,3 +109,10 @@ def test_prune_never_deletes_the_newest_verified_archive_even_with_zero_slots(ta
     only = _archive(repo, os.urandom(9000), when=datetime(2020, 1, 1, tzinfo=UTC))
     plan = prune(repo, Policy(daily=0, weekly=0, monthly=0), grace=timedelta(0))
     assert plan.keep == [only["archive_id"]] and plan.delete == []
+
+
+def test_keep_last_counts_archives_even_made_in_the_same_second():
+    second = datetime(2026, 3, 2, 9, 14, 3, tzinfo=UTC)
+    made = ["20260302T091403Z-aaaa", "20260302T091403Z-0000"]  # listed oldest first
+    kept = keep(made, Policy(daily=0, weekly=0, monthly=0, last=1), lambda _archive: second)
+    assert kept == {"20260302T091403Z-0000"}
