@@ -55,6 +55,8 @@ def role_rights(role: Role) -> dict[str, Any]:
                          if p.scope != Scope.NONE),
         "fields": sorted([r.entity, r.field, r.level] for r in role.field_rules
                          if r.level != Level.EDIT),
+        "exact_match": sorted([r.entity, r.field] for r in role.field_rules
+                              if r.level == Level.MASKED and r.exact_match),
         "caps": sorted(c.name for c in role.capabilities),
         "export_rows_per_export": role.export_rows_per_export,
         "export_rows_per_day": role.export_rows_per_day,
@@ -84,6 +86,12 @@ def check_rights(data: dict[str, Any]) -> dict[str, Any]:
             errors["fields"] = f"unknown field rule {entity}.{name} = {level}"
         elif level != Level.EDIT:
             fields.append([entity, name, level])
+    masked = {(e, f) for e, f, lv in fields if lv == Level.MASKED}
+    # exact match only means something on a masked field (a readable one is searchable anyway,
+    # a hidden one never is): ticks on others are dropped rather than stored as a surprise
+    exact = sorted([item[0], item[1]] for item in data.get("exact_match", [])
+                   if isinstance(item, list | tuple) and len(item) == 2
+                   and (item[0], item[1]) in masked)
     caps = sorted(set(data.get("caps", [])))
     unknown = [c for c in caps if c not in Cap.__members__.values()]
     if unknown:
@@ -99,7 +107,8 @@ def check_rights(data: dict[str, Any]) -> dict[str, Any]:
             errors[key] = "must be 0 (no cap) or more"
     if errors:
         raise ValidationFailed(errors)
-    return {"grants": sorted(grants), "fields": sorted(fields), "caps": caps, **limits,
+    return {"grants": sorted(grants), "fields": sorted(fields), "exact_match": exact,
+            "caps": caps, **limits,
             "card_required": bool(data.get("card_required"))}
 
 
@@ -184,7 +193,9 @@ class RightsService:
             role.capabilities.clear()
             self.db.flush()
             role.permissions = [Permission(entity=e, action=a, scope=s) for e, a, s in after["grants"]]
-            role.field_rules = [FieldRule(entity=e, field=f, level=lv) for e, f, lv in after["fields"]]
+            exact = {(e, f) for e, f in after.get("exact_match", [])}
+            role.field_rules = [FieldRule(entity=e, field=f, level=lv, exact_match=(e, f) in exact)
+                                for e, f, lv in after["fields"]]
             role.capabilities = [Capability(name=c) for c in after["caps"]]
             role.export_rows_per_export = after["export_rows_per_export"]
             role.export_rows_per_day = after["export_rows_per_day"]
@@ -230,7 +241,9 @@ def describe(doc: dict[str, Any]) -> list[str]:
     if "roles" in doc:
         return [f"roles: {', '.join(doc['roles']) or 'none'}"]
     lines = [f"{e} {a.replace('_', ' ')}: {s}" for e, a, s in doc["grants"]]
-    lines += [f"{e}.{f}: {lv}" for e, f, lv in doc["fields"]]
+    exact = {(e, f) for e, f in doc.get("exact_match", [])}
+    lines += [f"{e}.{f}: {lv}" + (" (searchable by exact value)" if (e, f) in exact else "")
+              for e, f, lv in doc["fields"]]
     lines += [f"right {c}" for c in doc["caps"]]
     lines += [f"rows per export: {doc['export_rows_per_export'] or 'no cap'}",
               f"rows per day: {doc['export_rows_per_day'] or 'no cap'}",

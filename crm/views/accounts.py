@@ -19,22 +19,26 @@ from crm.access import FIELDS, Action, Entity, Level, Policy, mask
 from crm.exports import ExportCapExceeded, export_records, print_records
 from crm.identity import Team, User
 from crm.models import ACCOUNT_STATUSES, Account, Activity, Contact, Deal
-from crm.queries import ListQuery, build
+from crm.queries import ListQuery, build, filters_for, sorts_for
 from crm.records import read_history_value, users_in_reach
-from crm.views.common import audit_view, form_data, list_page, records, rejected
+from crm.views.common import audit_view, displayed, form_data, list_page, records, rejected
 
 bp = Blueprint("accounts", __name__, url_prefix="/accounts", template_folder="../templates")
 E = Entity.ACCOUNT
 #: The fields the list shows beside the name (each as the viewer may see it).
-LIST_FIELDS = ("phone", "email")
+LIST_FIELDS = ("name", "status", "phone", "email", "city", "country", "owner_id")
+#: The account page's header line and the autocomplete show these.
+HEADER_FIELDS = ("name", "status", "industry", "city", "country", "owner_id", "team_id")
+SUGGEST_FIELDS = ("name", "city")
 
 
 @bp.get("")
 @login_required
 def index() -> str:
     query, page = list_page(E)
-    rows = [(a, policy().present(E, a, only=LIST_FIELDS)) for a in page.items]
+    rows = [(a, displayed(E, a, LIST_FIELDS)) for a in page.items]
     return render_template("accounts/list.html", page=page, query=query, rows=rows,
+                           sorts=sorts_for(policy(), E), filters=filters_for(policy(), E),
                            statuses=ACCOUNT_STATUSES, teams=_teams(),
                            owners=users_in_reach(get_db(), policy(), E, Action.READ))
 
@@ -73,6 +77,7 @@ def show(account_id: uuid.UUID) -> str:
     can_share = sharing.may_share(pol, account)
     return render_template(
         "accounts/detail.html", account=account, shown=pol.present(E, account),
+        header=displayed(E, account, HEADER_FIELDS),
         contacts=[(c, pol.present(Entity.CONTACT, c)) for c in contacts],
         deals=[(d, pol.present(Entity.DEAL, d)) for d in deals],
         timeline=[(a, pol.present(Entity.ACTIVITY, a)) for a in timeline],
@@ -213,7 +218,8 @@ def suggest() -> Any:
                  meta={"ids": [str(a.id) for a in items], "context": "autocomplete",
                        "q_len": len(query.q)})
     get_db().commit()
-    return {"items": [{"id": str(a.id), "name": a.name, "city": a.city} for a in items]}
+    pol = policy()
+    return {"items": [{"id": str(a.id), **pol.present(E, a, only=SUGGEST_FIELDS)} for a in items]}
 
 
 def _may(account: Any, action: Action) -> bool:

@@ -161,7 +161,8 @@ def role(role_id: int) -> Any:
     current = role_rights(found)
     scopes = {(e, a): s for e, a, s in current["grants"]}
     levels = {(e, f): lv for e, f, lv in current["fields"]}
-    return render_template("admin/role.html", role=found, scopes=scopes, levels=levels,
+    exact = {(e, f) for e, f in current["exact_match"]}
+    return render_template("admin/role.html", role=found, scopes=scopes, levels=levels, exact=exact,
                            rights=current, entities=list(Entity), actions=list(Action),
                            scope_choices=list(Scope), level_choices=list(Level), fields=FIELDS,
                            caps=list(Cap), holds=found in policy().user.roles)
@@ -173,7 +174,9 @@ def _submitted_rights() -> dict[str, Any]:
               for e in Entity for a in Action]
     fields = [[e.value, f, form.get(f"level:{e.value}:{f}", "edit")]
               for e, names in FIELDS.items() for f in names]
-    return {"grants": grants, "fields": fields, "caps": form.getlist("caps"),
+    exact = [[e.value, f] for e, names in FIELDS.items() for f in names
+             if form.get(f"exact:{e.value}:{f}") == "1"]
+    return {"grants": grants, "fields": fields, "exact_match": exact, "caps": form.getlist("caps"),
             "export_rows_per_export": form.get("export_rows_per_export", "0"),
             "export_rows_per_day": form.get("export_rows_per_day", "0"),
             "card_required": form.get("card_required") == "1"}
