@@ -117,12 +117,12 @@ def seed(make: Factory, db: Session, data_dir: Path) -> Org:
             io.BytesIO(b"%PDF-1.4 offer for " + owner.encode())).id
     org.alert_id = _alert(db)
     org.export_request_id = request_export(
-        db, Policy(db, people["sam"]), Entity.ACCOUNT, ListQuery(q="Acct"), 900,
+        db, Policy(db, people["sam"]), Entity.ACCOUNT, ListQuery(q="Acct"),
         "Quarterly mailing to all my clients").id
     batch = importer.save_batch(db, Policy(db, people["sam"]), "clients.csv",
                                 b"name,city\nImported GmbH,Berlin\n", 1)
     sue = Policy(db, people["sue"])
-    org.sue_export_request_id = request_export(db, sue, Entity.DEAL, ListQuery(), 700,
+    org.sue_export_request_id = request_export(db, sue, Entity.DEAL, ListQuery(),
                                                "Support renewal campaign list").id
     sue_batch = importer.save_batch(db, sue, "support.csv", b"name\nSupport Client AB\n", 1)
     db.flush()
