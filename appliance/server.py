@@ -38,4 +38,7 @@ def run(appliance: Appliance, bind: str, workers: int) -> None:
         "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
         "forwarded_allow_ips": "127.0.0.1",
         "proc_name": "citadel",
+        # gunicorn's largest request line: addresses up to it reach the app, which refuses
+        # those over its own limit (appliance.web.URL_LIMIT) with its own page
+        "limit_request_line": 8190,
     }).run()

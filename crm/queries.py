@@ -158,6 +158,7 @@ def _filter_value(name: str, raw: str) -> Any:
 
 
 def _order(policy: Policy, entity: Entity, sort: str) -> list[Any]:
+    sort = sort or DEFAULT_SORT[entity]
     key = sort.lstrip("-")
     allowed = sorts_for(policy, entity)
     model_id = {Entity.ACCOUNT: Account.id, Entity.CONTACT: Contact.id, Entity.DEAL: Deal.id,
