@@ -18,7 +18,7 @@ from crm import attachments, sharing
 from crm.access import FIELDS, Action, Entity, Level, Policy, mask
 from crm.exports import ExportCapExceeded, export_records, print_records
 from crm.identity import Team, User
-from crm.models import ACCOUNT_STATUSES, Account, Activity, Contact, Deal
+from crm.models import ACCOUNT_STATUSES, Account, AccountShare, Activity, Contact, Deal
 from crm.queries import ListQuery, build, filters_for, sorts_for
 from crm.records import read_history_value, users_in_reach
 from crm.views.common import audit_view, displayed, form_data, list_page, records, rejected
@@ -122,8 +122,10 @@ def shares(account_id: uuid.UUID) -> str:
     """The share form, on its own page: whom one may share with is a list of colleagues
     each checked against their rights, too dear to build on every view of the account."""
     account = sharing.require_sharer(policy(), account_id)
+    rules = _share_rules()
     return render_template("accounts/share.html", account=account, shares=_shares(account),
-                           grantees=_grantees())
+                           grantees=_grantees(rules), rules=rules,
+                           latest=f"{rules.latest(datetime.now(UTC)):%Y-%m-%d}")
 
 
 @bp.post("/<uuid:account_id>/shares")
@@ -136,17 +138,18 @@ def add_share(account_id: uuid.UUID) -> Any:
         expires = form.get("expires_on") or None
         expires_at = datetime.combine(date.fromisoformat(expires), time(23, 59), UTC) \
             if expires else None
-        sharing.share(get_db(), policy(), account_id,
-                      user_id=int(raw_id) if kind == "user" else None,
-                      team_id=int(raw_id) if kind == "team" else None,
-                      level=form.get("level", "read"), expires_at=expires_at,
-                      ip=request.remote_addr)
+        made = sharing.share(get_db(), policy(), account_id,
+                             user_id=int(raw_id) if kind == "user" else None,
+                             team_id=int(raw_id) if kind == "team" else None,
+                             level=form.get("level", "read"), expires_at=expires_at,
+                             ip=request.remote_addr, rules=_share_rules())
     except (ValueError, ValidationFailed) as exc:
         get_db().rollback()
         flash(getattr(exc, "message", "Choose whom to share with and a valid date."), "error")
         return redirect(url_for(".shares", account_id=account_id))
     get_db().commit()
-    flash("Account shared.", "success")
+    flash("Account shared." if isinstance(made, AccountShare) else
+          "A share with a team waits for a second administrator's approval.", "success")
     return redirect(url_for(".show", account_id=account_id))
 
 
@@ -258,13 +261,18 @@ def _shares(account: Any) -> list[tuple[Any, str]]:
             for sh in found]
 
 
-def _grantees() -> list[tuple[str, str]]:
-    """Whom the user may share with: colleagues who can read accounts at all, and teams."""
+def _share_rules() -> sharing.ShareRules:
+    return sharing.ShareRules.from_settings(appliance_settings())
+
+
+def _grantees(rules: sharing.ShareRules) -> list[tuple[str, str]]:
+    """Whom the user may share with: colleagues who can read accounts at all, and the teams
+    the sharing rules allow."""
     pol, db = policy(), get_db()
     people = db.scalars(select(User).where(User.active.is_(True), User.offboarded_at.is_(None),
                                            User.id != pol.user.id).order_by(User.full_name))
     return [(f"user:{u.id}", u.full_name) for u in people if Policy(db, u).can(E, Action.READ)] \
-        + [(f"team:{t.id}", f"Team {t.name}") for t in _teams()]
+        + [(f"team:{t.id}", f"Team {t.name}") for t in sharing.share_teams(db, pol, rules)]
 
 
 def _teams() -> list[Team]:
