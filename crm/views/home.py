@@ -46,7 +46,8 @@ def index() -> Any:
     db.commit()
     by_stage = {stage: (count, amount) for stage, count, amount in pipeline}
     recent_shown = [(a, pol.present(Entity.ACCOUNT, a, only=RECENT_FIELDS)) for a in recent]
-    return render_template("home/index.html", tasks=tasks, now=now, recent=recent_shown,
+    tasks_shown = [(t, pol.present(Entity.ACTIVITY, t, only=("kind", "subject"))) for t in tasks]
+    return render_template("home/index.html", tasks=tasks_shown, now=now, recent=recent_shown,
                            pipeline=[(s, *by_stage.get(s, (0, 0))) for s in OPEN_STAGES],
                            amount_visible=amount_visible)
 

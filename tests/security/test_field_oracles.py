@@ -9,7 +9,7 @@ and prints. Below *read*, nothing may tell the value: not a count, not an order,
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,12 +22,12 @@ from crm.identity import FieldRule, Role
 LEVELS = ("hidden", "masked", "masked_exact", "read")
 #: Fields set to the level under test, per entity.
 FIELDS = {"account": ("city", "tax_id", "email", "phone", "country"), "contact": ("phone",),
-          "deal": ("amount",)}
+          "deal": ("amount",), "activity": ("subject",)}
 TAX_ID, EMAIL, PHONE = "DE000000777", "cfo@zwickau-tools.example", "+49 375 1234567"
-CONTACT_PHONE, CITY = "+49 171 7654321", "Zwickau"
+CONTACT_PHONE, CITY, SUBJECT = "+49 171 7654321", "Zwickau", "Prepare the merger talk"
 #: Clear values that must not appear in any answer below *read* (the amount as JSON and as a page
 #: shows it: 987 654 with a narrow no-break space).
-SECRETS = (CITY, TAX_ID, EMAIL, PHONE, CONTACT_PHONE, "987654", "987\u202f654")
+SECRETS = (CITY, TAX_ID, EMAIL, PHONE, CONTACT_PHONE, SUBJECT, "987654", "987\u202f654")
 #: May a search or filter compare with the value? Only in clear, or where exact match is allowed.
 MATCHES = {"hidden": False, "masked": False, "masked_exact": True, "read": True}
 #: Reports about a field (revenue sums amounts) are refused, with a reason, to those who may not
@@ -46,6 +46,8 @@ def staff_world(app, make, db):
     make.contact(alpha, last_name="Kunze", phone=CONTACT_PHONE)
     make.deal(alpha, sam, name="Big one", stage="won", amount=Decimal("987654.32"),
               closed_at=datetime.now(UTC))
+    make.activity(alpha, sam, kind="task", subject=SUBJECT,
+                  due_at=datetime.now(UTC) + timedelta(days=2))  # due this week: on the home page
     token = issue_token(db, sam, "oracle test")
     db.commit()
     return {"alpha": alpha, "token": token}
@@ -104,6 +106,7 @@ def _probes(web: Any, api: Any, alpha_id: str) -> dict[str, Any]:
             "home": web.get("/"),
             "board": web.get("/deals/board"),
             "deals list": web.get("/deals"),
+            "activities list": web.get("/activities"),
             "ui funnel": web.get("/reports/funnel"),
             "ui revenue": web.get("/reports/revenue"),
             "api funnel": api.get("/api/v1/reports/funnel"),
