@@ -25,7 +25,7 @@ def create_app(appliance: Appliance | None = None, test_config: dict[str, Any] |
         SESSION_COOKIE_SECURE=bool(settings["secure_cookies"]),
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings["session_max_hours"]),
-        MAX_CONTENT_LENGTH=20 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=web.BODY_LIMIT,  # uploads may send more (web.accepts_uploads)
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=False,
         JSON_SORT_KEYS=False,

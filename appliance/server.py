@@ -44,6 +44,9 @@ def run(appliance: Appliance, bind: str, workers: int) -> None:
         "forwarded_allow_ips": "127.0.0.1",
         "proc_name": "citadel",
         "control_socket_disable": True,  # one appliance, no gunicorn control socket shared in $HOME
+        # gunicorn's largest request line: addresses up to it reach the app, which refuses
+        # those over its own limit (appliance.web.URL_LIMIT) with its own page
+        "limit_request_line": 8190,
     }).run()
 
 

@@ -16,7 +16,7 @@ from flask import Flask, current_app, g, jsonify, render_template, request, url_
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Select, func, literal, select
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestURITooLarge
 from werkzeug.routing import IntegerConverter
 
 import audit
@@ -43,6 +43,30 @@ DEFAULT_PER_PAGE = 50
 MAX_PAGE = 10**9
 #: Lists for people count matching rows up to here, then say "10,000+".
 COUNT_UP_TO = 10_000
+#: The largest request body, unless the view takes uploads (``accepts_uploads``): a form or a
+#: JSON document is far smaller, and a bigger one is refused before it is read.
+BODY_LIMIT = 1024 * 1024
+#: The largest upload (a CSV import, an attachment).
+UPLOAD_LIMIT = 20 * 1024 * 1024
+#: The longest address the app answers; the server in front lets longer ones through to here
+#: (see appliance.server) so that they get this app's own error, not a bare one.
+URL_LIMIT = 4096
+
+
+def accepts_uploads(view: Any) -> Any:
+    """Mark a view that takes file uploads: its body may be up to ``UPLOAD_LIMIT``."""
+    view.accepts_uploads = True
+    return view
+
+
+def limit_request() -> None:
+    """The size limits of this request: its body (larger for uploads) and its address."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "accepts_uploads", False):
+        request.max_content_length = UPLOAD_LIMIT
+    address = request.environ.get("RAW_URI") or request.full_path
+    if len(address) > URL_LIMIT:
+        raise RequestURITooLarge()
 
 
 def policy() -> Policy:
@@ -372,8 +396,18 @@ def _database_down(trouble: DatabaseUnavailable, exc: BaseException) -> Any:
     return error_response(trouble.http_status, trouble.code, trouble.message)
 
 
+def _too_large() -> str:
+    limit = request.max_content_length or BODY_LIMIT
+    if limit >= UPLOAD_LIMIT:
+        return f"That upload is too large ({limit // 2**20} MB at most). Split the file or " \
+               "make it smaller."
+    return f"The request is too large ({limit // 2**20} MB at most). Send less at once."
+
+
 def init_app(app: Flask) -> None:
     app.url_map.converters["int"] = IdConverter  # before any blueprint adds its routes
+    # first of all: the CSRF check and the sign-in read the body, under this request's limit
+    app.before_request_funcs.setdefault(None, []).insert(0, limit_request)
     app.before_request(refuse_unusable_input)
     app.jinja_env.filters.update(money=_money, day=_day, when=_when)
     app.jinja_env.globals.update(query_with=_query_with, navigation=navigation, banners=banners,
@@ -403,7 +437,9 @@ def init_app(app: Flask) -> None:
         messages = {
             404: "There is nothing at this address.",
             405: "This address does not accept that method.",
-            413: "That upload is too large (20 MB at most).",
+            413: _too_large(),
+            414: f"This address is too long ({URL_LIMIT:,} characters at most). Search with "
+                 "fewer words or filters.",
         }
         status = exc.code or 500
         body, code = error_response(status, exc.name.lower().replace(" ", "_"),

@@ -15,6 +15,11 @@ An evidence bundle (``citadel.audit.bundle/v1``) is one JSON document::
                  "leaf_hash": hex, "proof": [hex, ...]}, ...],
      "sig": base64}
 
+A bundle made for readers who may not see all of an event (``redact``) shows
+such an event as ``{"seq", "event": {what they may see}, "redacted": true,
+"leaf_hash", "proof"}``: without its canonical bytes, the proof still shows the
+leaf is in the signed tree, but not what it says.
+
 ``sig`` signs ``b"citadel.audit.bundle.v1\\n"`` followed by the canonical JSON
 of the document without ``sig``; it vouches for the selection (for example,
 "all of alice's events in March"), while each event stands on its own proof.
@@ -24,6 +29,7 @@ of the document without ``sig``; it vouches for the selection (for example,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +65,18 @@ def _inclusion(tree: Tree, event: StoredEvent, cp: SignedCheckpoint) -> dict[str
                             f"root at size {cp.size}")
     return {"seq": event.seq, "event": event.public, "canonical": event.canonical.decode(),
             "leaf_hash": leaf.hex(), "proof": [p.hex() for p in proof]}
+
+
+def _redacted(entry: dict[str, Any], redact: Callable[[dict[str, Any]], dict[str, Any]] | None,
+              ) -> dict[str, Any]:
+    """The entry as a reader under ``redact`` may see it (unchanged when nothing is withheld)."""
+    if redact is None:
+        return entry
+    shown = redact(entry["event"])
+    if shown == entry["event"]:
+        return entry
+    return {"seq": entry["seq"], "event": shown, "redacted": True,
+            "leaf_hash": entry["leaf_hash"], "proof": entry["proof"]}
 
 
 def prove(session: Session, settings: Any, seq: int, *, size: int | None = None,
@@ -103,8 +121,10 @@ def _public_key_b64(config: AuditConfig, key_id: str) -> str:
 
 def bundle(session: Session, settings: Any, *, seqs: list[int] | None = None,
            user: str | None = None, since: datetime | None = None,
-           until: datetime | None = None, now: datetime | None = None) -> dict[str, Any]:
-    """A signed evidence bundle of the chosen events (by seq, or by user and time)."""
+           until: datetime | None = None, now: datetime | None = None,
+           redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A signed evidence bundle of the chosen events (by seq, or by user and time).
+    ``redact`` gives what the bundle's reader may see of an event's public shape."""
     config = AuditConfig.from_settings(settings)
     if seqs:
         query: dict[str, Any] = {"events": sorted(set(seqs))}
@@ -139,7 +159,7 @@ def bundle(session: Session, settings: Any, *, seqs: list[int] | None = None,
         "key": signer.key_id,
         "public_keys": {cp.key_id: _public_key_b64(config, cp.key_id),
                         signer.key_id: b64e(raw_public(signer.public_key))},
-        "events": [_inclusion(tree, event, cp) for event in events],
+        "events": [_redacted(_inclusion(tree, event, cp), redact) for event in events],
     }
     document["sig"] = b64e(signer.sign(signed_message(BUNDLE_TAG, document)))
     session.rollback()

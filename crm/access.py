@@ -117,6 +117,8 @@ class Grants:
 
     scopes: dict[tuple[str, str], Scope] = field(default_factory=dict)
     levels: dict[tuple[str, str], Level] = field(default_factory=dict)
+    #: Masked fields some reading role lets the user search and filter by exact value.
+    matchable: set[tuple[str, str]] = field(default_factory=set)
     caps: set[str] = field(default_factory=set)
     export_per_export: int = 0
     export_per_day: int = 0
@@ -151,15 +153,19 @@ class Grants:
                 readers.setdefault(entity, set()).add(role_id)
         # A field is as visible as the most permissive reading role shows it;
         # a role with no rule for a field shows it in full.
-        rule_of = {(rid, ent, name): Level(level) for rid, ent, name, level in session.execute(
-            select(FieldRule.role_id, FieldRule.entity, FieldRule.field, FieldRule.level)
-            .where(FieldRule.role_id.in_(role_ids)))}
+        rule_of = {(rid, ent, name): (Level(level), exact) for rid, ent, name, level, exact in
+                   session.execute(select(FieldRule.role_id, FieldRule.entity, FieldRule.field,
+                                          FieldRule.level, FieldRule.exact_match)
+                                   .where(FieldRule.role_id.in_(role_ids)))}
         for entity, names in FIELDS.items():
             for name in names:
-                levels = [rule_of.get((rid, entity.value, name), Level.EDIT)
-                          for rid in readers.get(entity.value, ())]
-                if levels:
-                    grants.levels[(entity.value, name)] = max(levels, key=lambda lv: lv.rank)
+                rules = [rule_of.get((rid, entity.value, name), (Level.EDIT, False))
+                         for rid in readers.get(entity.value, ())]
+                if rules:
+                    grants.levels[(entity.value, name)] = max(
+                        (lv for lv, _ in rules), key=lambda lv: lv.rank)
+                if any(lv is Level.MASKED and exact for lv, exact in rules):
+                    grants.matchable.add((entity.value, name))
         grants.caps = set(session.scalars(
             select(Capability.name).where(Capability.role_id.in_(role_ids))))
         grants.export_per_export = max(r.export_rows_per_export for r in user.roles)
@@ -349,6 +355,20 @@ class Policy:
         if level is Level.EDIT and not self.can(entity, Action.EDIT):
             return Level.READ
         return level
+
+    def readable(self, entity: Entity | str, field_name: str) -> bool:
+        """Is the field shown in clear? Only such a field may order a list, group a report or
+        be summed in one: an order, a group or a sum tells about the values behind it."""
+        return self.level(entity, field_name).rank >= Level.READ.rank
+
+    def matchable(self, entity: Entity | str, field_name: str) -> bool:
+        """May a search or filter compare this field with a value? A hidden field never: a
+        match would say the value exists, and whose it is. A masked field only where a
+        reading role's rule allows exact match by design."""
+        level = self.level(entity, field_name)
+        if level is Level.MASKED:
+            return (Entity(entity).value, field_name) in self.grants.matchable
+        return level.rank >= Level.READ.rank
 
     def visible_fields(self, entity: Entity | str) -> list[str]:
         return [f for f in FIELDS[Entity(entity)] if self.level(entity, f) is not Level.HIDDEN]

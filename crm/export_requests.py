@@ -4,27 +4,78 @@ The requester states why; a manager (``exports:approve``) whose reach covers
 the requester decides; an approved request lets its requester run that one
 export, once, within a day, above their cap (never above the hard limit).
 Every step is an audit event.
+
+What a request covers is computed by the server when it is made, never taken
+from the requester: the entity, the list's search and filters, the columns,
+the number of rows and a SHA-256 digest of the record ids. The approver sees
+that; running the approval checks that the export would still be exactly that
+(same ids, same columns), or refuses and asks for a new request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ForeignKey, Integer, String, Uuid, select
+from sqlalchemy import ForeignKey, Integer, String, Text, Uuid, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import audit
-from appliance.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from appliance.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from appliance.keys import encrypted_field
-from crm.access import Action, Cap, Entity, Policy
+from crm.access import MODELS, Action, Cap, Entity, Policy
 from crm.base import Base, new_id, utcnow
 from crm.identity import User
 from crm.models import Record
-from crm.queries import ListQuery
+from crm.queries import ListQuery, build
 
 VALID_FOR = timedelta(days=1)
+#: What can be exported (and so requested).
+EXPORTABLE = (Entity.ACCOUNT, Entity.CONTACT, Entity.DEAL, Entity.ACTIVITY)
+
+
+class ApprovalOutdated(Conflict):
+    """This export is no longer what was approved: {what} changed since the request ({approved}
+    approved, {now} now). Ask for approval again from the list as it is now."""
+
+    code = "approval_outdated"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What an export of a list would give its user right now."""
+
+    entity: str
+    query: str
+    fields: list[str]
+    rows: int
+    ids_sha256: str
+
+
+def coverage(db: Session, policy: Policy, entity: Entity, query: ListQuery) -> Coverage:
+    """The rows (as a digest of their ids) and columns exporting ``query`` would give now."""
+    model = MODELS[entity]
+    stmt = build(policy, entity, query, Action.EXPORT).with_only_columns(model.id).order_by(None)
+    ids = sorted(str(i) for i in db.scalars(stmt))
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    return Coverage(entity.value, query_json(query), policy.visible_fields(entity), len(ids),
+                    digest)
+
+
+def query_json(query: ListQuery) -> str:
+    """A list query as stored text: the same query always gives the same text."""
+    return json.dumps(query.__dict__, sort_keys=True)
+
+
+def exportable(name: str) -> Entity:
+    """The entity named ``name``, if it can be exported; else a clear refusal."""
+    if name not in {e.value for e in EXPORTABLE}:
+        raise BadRequest(detail="Choose what to export: one of "
+                                f"{', '.join(e.value for e in EXPORTABLE)}.")
+    return Entity(name)
 
 
 class ExportRequest(Record, Base):
@@ -35,6 +86,9 @@ class ExportRequest(Record, Base):
     entity: Mapped[str] = mapped_column(String(32))
     query = encrypted_field()  # the list's search and filters may name a client
     rows: Mapped[int] = mapped_column(Integer)
+    #: The columns and a SHA-256 digest of the record ids the request covered when made.
+    fields: Mapped[str] = mapped_column(Text, default="[]")
+    ids_sha256: Mapped[str] = mapped_column(String(64), default="")
     reason: Mapped[str] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -46,18 +100,40 @@ class ExportRequest(Record, Base):
     def list_query(self) -> ListQuery:
         return ListQuery(**json.loads(self.query))
 
+    @property
+    def field_list(self) -> list[str]:
+        return json.loads(self.fields)
 
-def request_export(db: Session, policy: Policy, entity: Entity, query: ListQuery, rows: int,
+    def check_still(self, now: Coverage) -> None:
+        """Refuse to run unless the export would be exactly what was approved."""
+        if now.entity != self.entity or now.query != query_json(self.list_query):
+            raise ApprovalOutdated(what="the list", approved=self.entity, now=now.entity)
+        if now.fields != self.field_list:
+            raise ApprovalOutdated(what="the columns you may export",
+                                   approved=", ".join(self.field_list), now=", ".join(now.fields))
+        if now.ids_sha256 != self.ids_sha256:
+            raise ApprovalOutdated(what="the records in the list", approved=f"{self.rows} rows",
+                                   now=f"{now.rows} rows")
+
+
+def request_export(db: Session, policy: Policy, entity: Entity, query: ListQuery,
                    reason: str, ip: str | None = None) -> ExportRequest:
+    """Ask for an export above the cap; what it covers is computed here, now."""
+    entity = exportable(Entity(entity).value)
     policy.require(entity, Action.EXPORT)
     if len(reason.strip()) < 10:
         raise ValidationFailed({"reason": "say in a sentence why you need this export"})
-    req = ExportRequest(user_id=policy.user.id, entity=entity.value,
-                        query=json.dumps(query.__dict__), rows=rows, reason=reason.strip()[:500])
+    covered = coverage(db, policy, entity, query)
+    req = ExportRequest(user_id=policy.user.id, entity=entity.value, query=covered.query,
+                        rows=covered.rows, fields=json.dumps(covered.fields),
+                        ids_sha256=covered.ids_sha256, reason=reason.strip()[:500])
     db.add(req)
     db.flush()
     audit.record(db, "export.request", user=policy.user.username, ip=ip, entity=entity.value,
-                 count=rows, meta={"request": str(req.id), "reason": req.reason})
+                 count=covered.rows,
+                 meta={"request": str(req.id), "reason": req.reason, "fields": covered.fields,
+                       "ids_sha256": covered.ids_sha256,
+                       "filtered": bool(query.q or query.filters)})
     return req
 
 
@@ -82,7 +158,8 @@ def decide(db: Session, policy: Policy, request_id: uuid.UUID, approve: bool, no
     requester = db.get(User, req.user_id)
     audit.record(db, "export.approve" if approve else "export.deny", user=policy.user.username,
                  ip=ip, entity=req.entity, count=req.rows,
-                 meta={"request": str(req.id), "requester": requester.username, "note": note[:500]})
+                 meta={"request": str(req.id), "requester": requester.username, "note": note[:500],
+                       "fields": req.field_list, "ids_sha256": req.ids_sha256})
     return req
 
 

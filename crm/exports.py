@@ -28,7 +28,7 @@ from appliance.web import count_of
 from audit.models import AuditEvent
 from crm.access import Action, Entity, Policy
 from crm.base import Base, new_id, utcnow
-from crm.export_requests import ExportRequest
+from crm.export_requests import EXPORTABLE, ExportRequest, coverage
 from crm.models import Record
 from crm.queries import ListQuery, build
 from dlp import watermark
@@ -36,7 +36,6 @@ from dlp.xlsx import MIMETYPE as XLSX_MIMETYPE
 from dlp.xlsx import write_xlsx
 
 _PLAIN_NUMBER = re.compile(r"^\+?[0-9 ()./-]+$")
-EXPORTABLE = (Entity.ACCOUNT, Entity.CONTACT, Entity.DEAL, Entity.ACTIVITY)
 FORMATS = ("csv", "xlsx")
 #: Exports over this many rows are refused outright, whatever the role allows.
 HARD_LIMIT = 200_000
@@ -121,6 +120,8 @@ def export_records(db: Session, policy: Policy, entity: Entity, query: ListQuery
     count = db.scalar(count_of(stmt)) or 0
     check_caps(db, policy, count, approved=approval is not None)
     if approval is not None:
+        # the approval is for what was requested, not for whatever the list holds today
+        approval.check_still(coverage(db, policy, entity, query))
         approval.status = "used"
     fields = policy.visible_fields(entity)
     header = ["id", *fields]

@@ -91,6 +91,9 @@ class FieldRule(Base):
     entity: Mapped[str] = mapped_column(String(32))
     field: Mapped[str] = mapped_column(String(64))
     level: Mapped[str] = mapped_column(String(16))
+    #: A masked field may still be searched and filtered by its exact value, when the role's
+    #: rule says so (someone who has the tax id in hand may find its account).
+    exact_match: Mapped[bool] = mapped_column(Boolean, default=False)
 
     role: Mapped[Role] = relationship(back_populates="field_rules")
 

@@ -14,6 +14,7 @@ import io
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, Uuid, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -83,6 +84,22 @@ def parse(content: bytes) -> tuple[list[str], list[dict[str, str]]]:
     except csv.Error:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        return _rows(reader)
+    except csv.Error as exc:
+        raise FileProblem(detail=f"Line {reader.line_num} of the file cannot be read as CSV: "
+                                 f"{_csv_problem(exc)}. Fix it in a spreadsheet, save the file as "
+                                 "CSV again and upload it.") from None
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What the csv module found, in words a person can act on."""
+    if "field larger than field limit" in str(exc):
+        return f"a cell is longer than {csv.field_size_limit():,} characters"
+    return "a quote or a separator is out of place"
+
+
+def _rows(reader: Any) -> tuple[list[str], list[dict[str, str]]]:
     header = [_column(h) for h in next(reader)]
     unknown = [h for h in header if h not in COLUMNS and h not in IGNORED]
     if unknown:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_
+from sqlalchemy import ColumnElement, Select, false, or_
 
 from appliance.errors import BadRequest
 from crm.access import Action, Entity, Policy
@@ -70,29 +70,73 @@ def contains(text: str) -> str:
 
 def build(policy: Policy, entity: Entity, query: ListQuery,
           action: Action = Action.READ) -> Select[Any]:
-    """``SELECT`` for a list of ``entity`` the user may ``action``, searched, filtered and sorted."""
+    """``SELECT`` for a list of ``entity`` the user may ``action``, searched, filtered and sorted.
+
+    Search, filters and sort only ever touch fields the policy lets this user match or read:
+    a hidden field that still narrowed or ordered a list would answer questions about its
+    values (does this tax id exist? whose city comes first?)."""
     stmt = policy.select(entity, action)
     if query.q:
-        stmt = stmt.where(search_clause(entity, query.q))
+        stmt = stmt.where(search_clause(policy, entity, query.q))
     for name, raw in query.filters.items():
-        stmt = stmt.where(FILTERS[entity][name] == _filter_value(name, raw))
-    return stmt.order_by(*_order(entity, query.sort))
+        column = FILTERS[entity][name]
+        if not policy.matchable(entity, field_of(column)):
+            raise BadRequest(detail=f"filter {name} is not available to you; filter by one of: "
+                                    f"{', '.join(filters_for(policy, entity)) or 'none'}")
+        stmt = stmt.where(column == _filter_value(name, raw))
+    return stmt.order_by(*_order(policy, entity, query.sort))
 
 
-def search_clause(entity: Entity, q: str) -> ColumnElement[bool]:
+#: Columns kept for search and sort under another name than the field they stand for.
+_STANDS_FOR = {"name_folded": "name"}
+
+
+def field_of(column: Any) -> str:
+    """The field a column holds (``name_folded`` holds the name), for asking the policy."""
+    key = column.key
+    return _STANDS_FOR.get(key, key)
+
+
+def search_clause(policy: Policy, entity: Entity, q: str) -> ColumnElement[bool]:
     """What the search box matches: names anywhere; e-mail, phone and tax id exactly (they are
-    encrypted: the comparison is on their blind indexes)."""
+    encrypted: the comparison is on their blind indexes). Only fields the user may match
+    take part: names need to be readable (a part of a name is not an exact match), the exact
+    fields readable or masked with exact match allowed. Nothing left to match finds nothing."""
     pattern = contains(q)
-    if entity is Entity.ACCOUNT:
-        return or_(Account.name_folded.like(pattern, escape="\\"), Account.email.matches(q),
-                   Account.tax_id.matches(q), Account.phone.matches(q))
-    if entity is Entity.CONTACT:
-        return or_(Contact.last_name.ilike(pattern, escape="\\"),
-                   Contact.first_name.ilike(pattern, escape="\\"), Contact.email.matches(q),
-                   Contact.phone.matches(q))
-    if entity is Entity.DEAL:
-        return Deal.name.ilike(pattern, escape="\\")
-    return Activity.subject.ilike(pattern, escape="\\")
+    terms: list[ColumnElement[bool]] = []
+    for name, column in SEARCH[entity]:
+        if name in EXACT:
+            if policy.matchable(entity, name):
+                terms.append(column.matches(q))
+        elif policy.readable(entity, name):
+            like = column.like if column is Account.name_folded else column.ilike  # folded already
+            terms.append(like(pattern, escape="\\"))
+    return or_(*terms) if terms else false()
+
+
+#: Fields the search box looks in, per entity (the column it compares).
+SEARCH: dict[Entity, tuple[tuple[str, Any], ...]] = {
+    Entity.ACCOUNT: (("name", Account.name_folded), ("email", Account.email),
+                     ("tax_id", Account.tax_id), ("phone", Account.phone)),
+    Entity.CONTACT: (("last_name", Contact.last_name), ("first_name", Contact.first_name),
+                     ("email", Contact.email), ("phone", Contact.phone)),
+    Entity.DEAL: (("name", Deal.name),),
+    Entity.ACTIVITY: (("subject", Activity.subject),),
+}
+#: Fields searched by their exact value (through their blind index).
+EXACT = frozenset({"email", "phone", "tax_id"})
+
+
+def sorts_for(policy: Policy, entity: Entity) -> list[str]:
+    """Sort keys this user may use: an order by a field one may not read tells its values."""
+    return sorted(k for k, column in SORTS[entity].items()
+                  if policy.readable(entity, field_of(column)))
+
+
+def filters_for(policy: Policy, entity: Entity) -> list[str]:
+    """Filters this user may use: an exact comparison needs the field matchable."""
+    return [k for k, column in FILTERS[entity].items()
+            if policy.matchable(entity, field_of(column))]
 
 
 #: Users and teams have 32-bit integer ids.
@@ -113,14 +157,17 @@ def _filter_value(name: str, raw: str) -> Any:
     return raw
 
 
-def _order(entity: Entity, sort: str) -> list[Any]:
+def _order(policy: Policy, entity: Entity, sort: str) -> list[Any]:
+    sort = sort or DEFAULT_SORT[entity]
     key = sort.lstrip("-")
-    columns = SORTS[entity]
-    if key not in columns:
-        raise BadRequest(detail=f"sort must be one of: {', '.join(sorted(columns))} "
-                                "(prefix with - for descending)")
-    column = columns[key]
+    allowed = sorts_for(policy, entity)
     model_id = {Entity.ACCOUNT: Account.id, Entity.CONTACT: Contact.id, Entity.DEAL: Deal.id,
                 Entity.ACTIVITY: Activity.id}[entity]
+    if key not in allowed:
+        if sort == DEFAULT_SORT[entity]:
+            return [model_id]  # the usual order is on a field this user may not read
+        raise BadRequest(detail=f"sort must be one of: {', '.join(allowed)} "
+                                "(prefix with - for descending)")
+    column = SORTS[entity][key]
     ordered = column.desc() if sort.startswith("-") else column.asc()
     return [ordered, model_id]

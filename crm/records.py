@@ -71,10 +71,12 @@ def encrypted_names(model: type) -> set[str]:
 class RecordService:
     """Changes to client records made by one user, from one address."""
 
-    def __init__(self, db: Session, policy: Policy, ip: str | None = None) -> None:
+    def __init__(self, db: Session, policy: Policy, ip: str | None = None, *,
+                 strict: bool = False) -> None:
         self.db = db
         self.policy = policy
         self.ip = ip
+        self.strict = strict  # values came as JSON: each must have its JSON type
 
     @property
     def user(self) -> User:
@@ -83,7 +85,7 @@ class RecordService:
     # -- create ---------------------------------------------------------
     def create(self, entity: Entity, data: dict[str, Any]) -> Any:
         self.policy.require(entity, Action.CREATE)
-        values = clean(entity.value, data)
+        values = clean(entity.value, data, strict=self.strict)
         self.policy.check_writable(entity, set(values) - LINKS - {"owner_id"})
         builder = getattr(self, f"_new_{entity.value}")
         record = builder(values)
@@ -120,7 +122,7 @@ class RecordService:
     # -- update ---------------------------------------------------------
     def update(self, entity: Entity, record_id: uuid.UUID | str, data: dict[str, Any]) -> Any:
         record = self.policy.get(entity, record_id, Action.EDIT)
-        values = clean(entity.value, data, partial=True)
+        values = clean(entity.value, data, partial=True, strict=self.strict)
         if "account_id" in values and values["account_id"] != record.account_id:
             raise ValidationFailed({"account_id": "cannot be changed; create the record "
                                                   "on the other account instead"})

@@ -2,7 +2,10 @@
 
 Every figure is computed only over records the user may read: the policy's
 filter is part of each aggregate query, so counts and sums never include
-what the person could not open.
+what the person could not open. A report groups by and sums only fields the
+person may read in clear: a sum of hidden amounts, or counts per hidden stage,
+would tell what the deal pages hide. A report whose grouping the person may
+not read is refused; a measure they may not read is left out (``None``).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.orm import Session
 
 from appliance.db import is_postgres
+from appliance.errors import Forbidden
 from crm.access import Action, Entity, Policy
 from crm.identity import User
 from crm.models import DEAL_STAGES, Activity, Deal
@@ -43,16 +47,29 @@ def run(db: Session, policy: Policy, key: str, *, months: int = 12) -> Report:
     return builders[key](db, policy, months=months)
 
 
+def require_readable(policy: Policy, entity: Entity, names: tuple[str, ...], report: str) -> None:
+    """Refuse a report that groups by (or is about) fields the user may not read."""
+    unread = [n for n in names if not policy.readable(entity, n)]
+    if unread:
+        raise Forbidden(action=f"run the {report} report: it is built on the {entity.value} "
+                               f"field(s) {', '.join(unread)}, which your role does not show")
+
+
 def funnel(db: Session, policy: Policy, **_: Any) -> Report:
     """Deals per stage: how many, how much, weighted by probability."""
+    require_readable(policy, Entity.DEAL, ("stage",), "funnel")
     visible = policy.where(Entity.DEAL, Action.READ)
-    result = {stage: (count, amount, weighted) for stage, count, amount, weighted in db.execute(
-        select(Deal.stage, func.count(), func.coalesce(func.sum(Deal.amount), 0),
-               func.coalesce(func.sum(Deal.amount * Deal.probability / 100.0), 0))
-        .where(visible).group_by(Deal.stage))}
+    sums = policy.readable(Entity.DEAL, "amount")
+    weighs = sums and policy.readable(Entity.DEAL, "probability")
+    amount = func.coalesce(func.sum(Deal.amount), 0) if sums else literal(None)
+    weighted = func.coalesce(func.sum(Deal.amount * Deal.probability / 100.0), 0) \
+        if weighs else literal(None)
+    result = {stage: (count, total, weight) for stage, count, total, weight in db.execute(
+        select(Deal.stage, func.count(), amount, weighted).where(visible).group_by(Deal.stage))}
     rows = [{"stage": s, "count": result.get(s, (0, 0, 0))[0],
-             "amount": Decimal(result.get(s, (0, 0, 0))[1]),
-             "weighted": Decimal(result.get(s, (0, 0, 0))[2]).quantize(Decimal("1"))}
+             "amount": Decimal(result.get(s, (0, 0, 0))[1]) if sums else None,
+             "weighted": Decimal(result.get(s, (0, 0, 0))[2]).quantize(Decimal("1"))
+             if weighs else None}
             for s in DEAL_STAGES]
     won, lost = result.get("won", (0,))[0], result.get("lost", (0,))[0]
     win_rate = won / (won + lost) if won + lost else None
@@ -62,6 +79,7 @@ def funnel(db: Session, policy: Policy, **_: Any) -> Report:
 
 def revenue(db: Session, policy: Policy, *, months: int = 12) -> Report:
     """Won deals' amounts per owner and month, over the last ``months`` months."""
+    require_readable(policy, Entity.DEAL, ("amount", "stage", "owner_id"), "revenue")
     now = datetime.now(UTC)
     first = now.year * 12 + now.month - 1 - (months - 1)
     since = datetime(first // 12, first % 12 + 1, 1, tzinfo=UTC)
@@ -87,6 +105,7 @@ def revenue(db: Session, policy: Policy, *, months: int = 12) -> Report:
 
 def overdue(db: Session, policy: Policy, **_: Any) -> Report:
     """Open tasks past their due date, per owner, oldest first."""
+    require_readable(policy, Entity.ACTIVITY, ("kind", "due_at", "done_at", "owner_id"), "overdue")
     now = datetime.now(UTC)
     visible = policy.where(Entity.ACTIVITY, Action.READ)
     late = (Activity.kind == "task", Activity.done_at.is_(None), Activity.due_at < now)
@@ -99,7 +118,8 @@ def overdue(db: Session, policy: Policy, **_: Any) -> Report:
     oldest = db.scalars(select(Activity).where(visible, *late).order_by(Activity.due_at)
                         .limit(50)).unique().all()
     return Report("overdue", REPORTS["overdue"], rows, sum(r["count"] for r in rows),
-                  {"oldest": oldest, "now": now})
+                  {"oldest": [(a, policy.present(Entity.ACTIVITY, a, only=("subject",)))
+                              for a in oldest], "now": now})
 
 
 def _month(db: Session, column: Any) -> ColumnElement[str]:

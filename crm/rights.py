@@ -1,20 +1,33 @@
 """Changing who may do what, with separation of duties built in.
 
-A change to a role's grants, or to a user's roles, is proposed by someone with
-``roles:admin``. It applies at once unless it needs four eyes: changes to a
-role that may export (before or after the change), and giving anyone a role
-that may export. Then a *different* administrator must approve it. Nobody may
-propose or approve a change that would give themselves a right: not to a role
-they hold, not to their own roles. Every proposal, approval, rejection and
-application is an audit event carrying the rights before and after.
+Every way of giving a person rights to client data is a change here, proposed
+by one person and, when it reaches client data, approved by a *different*
+administrator (``roles:admin``) before it applies:
+
+- ``role``: a role's grants (four eyes when the role reaches client data before
+  or after the change);
+- ``user_roles``: a person's roles (four eyes when a role gained reaches client
+  data); a new person gets at once only the roles that reach none, the others
+  wait as such a change;
+- ``user_team``: a person's team (four eyes when their roles reach client data:
+  the team decides which records "team" and "subtree" scopes reach);
+- ``share``: an account shared with a team (always four eyes: it gives rights
+  to everyone in the team, present and future).
+
+Nobody may propose or approve a change that would give themselves a right: not
+to a role they hold, not to their own roles or team, not a share with their own
+team. Every proposal, approval, rejection and application is an audit event
+carrying the rights before and after.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from argon2 import PasswordHasher
 from sqlalchemy import ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -22,7 +35,9 @@ import audit
 from appliance.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from crm.access import FIELDS, Action, Cap, Entity, Level, Policy, Scope
 from crm.base import Base, utcnow
-from crm.identity import Capability, FieldRule, Permission, Role, User
+from crm.identity import Capability, FieldRule, Permission, Role, Team, User
+from crm.models import Account, AccountShare
+from crm.people import add_user
 
 ROLE_ENTITIES = tuple(Entity)
 STATUSES = ("pending", "applied", "rejected")
@@ -34,7 +49,7 @@ class RightsChange(Base):
     __tablename__ = "rights_changes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "role" or "user_roles"
+    kind: Mapped[str] = mapped_column(String(16))  # "role", "user_roles", "user_team", "share"
     role_id: Mapped[int | None] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     before: Mapped[str] = mapped_column(Text)
@@ -55,6 +70,8 @@ def role_rights(role: Role) -> dict[str, Any]:
                          if p.scope != Scope.NONE),
         "fields": sorted([r.entity, r.field, r.level] for r in role.field_rules
                          if r.level != Level.EDIT),
+        "exact_match": sorted([r.entity, r.field] for r in role.field_rules
+                              if r.level == Level.MASKED and r.exact_match),
         "caps": sorted(c.name for c in role.capabilities),
         "export_rows_per_export": role.export_rows_per_export,
         "export_rows_per_day": role.export_rows_per_day,
@@ -64,6 +81,16 @@ def role_rights(role: Role) -> dict[str, Any]:
 
 def exports(rights: dict[str, Any]) -> bool:
     return any(action == Action.EXPORT for _e, action, _s in rights["grants"])
+
+
+def reaches_client_data(rights: dict[str, Any]) -> bool:
+    """Does a role with these rights reach client records at all? (Every entity a role grants
+    on is client data; grants at scope none are not kept.)"""
+    return bool(rights["grants"])
+
+
+def _reaches(roles: list[Role]) -> bool:
+    return any(reaches_client_data(role_rights(r)) for r in roles)
 
 
 def check_rights(data: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +111,12 @@ def check_rights(data: dict[str, Any]) -> dict[str, Any]:
             errors["fields"] = f"unknown field rule {entity}.{name} = {level}"
         elif level != Level.EDIT:
             fields.append([entity, name, level])
+    masked = {(e, f) for e, f, lv in fields if lv == Level.MASKED}
+    # exact match only means something on a masked field (a readable one is searchable anyway,
+    # a hidden one never is): ticks on others are dropped rather than stored as a surprise
+    exact = sorted([item[0], item[1]] for item in data.get("exact_match", [])
+                   if isinstance(item, list | tuple) and len(item) == 2
+                   and (item[0], item[1]) in masked)
     caps = sorted(set(data.get("caps", [])))
     unknown = [c for c in caps if c not in Cap.__members__.values()]
     if unknown:
@@ -99,7 +132,8 @@ def check_rights(data: dict[str, Any]) -> dict[str, Any]:
             errors[key] = "must be 0 (no cap) or more"
     if errors:
         raise ValidationFailed(errors)
-    return {"grants": sorted(grants), "fields": sorted(fields), "caps": caps, **limits,
+    return {"grants": sorted(grants), "fields": sorted(fields), "exact_match": exact,
+            "caps": caps, **limits,
             "card_required": bool(data.get("card_required"))}
 
 
@@ -124,7 +158,7 @@ class RightsService:
         if before == after:
             raise Conflict(detail="Nothing changed.")
         change = self._new("role", before, after, role_id=role.id)
-        if not (exports(before) or exports(after)):
+        if not (reaches_client_data(before) or reaches_client_data(after)):
             self._apply(change)
         return change
 
@@ -144,9 +178,54 @@ class RightsService:
             raise Conflict(detail="Nothing changed.")
         change = self._new("user_roles", {"roles": before}, {"roles": after}, user_id=user.id)
         gained = [r for r in roles if r.name not in before]
-        if not any(exports(role_rights(r)) for r in gained):
+        if not _reaches(gained):
             self._apply(change)
         return change
+
+    def create_user(self, hasher: PasswordHasher, *, username: str, full_name: str,
+                    password: str, roles: list[str], team: str | None = None,
+                    email: str = "") -> tuple[User, RightsChange | None]:
+        """A new person. Roles that reach no client data apply at once; the others are a
+        change of their roles waiting for a second administrator, like any other."""
+        self.policy.require_cap(Cap.USERS_ADMIN)
+        user = add_user(self.db, hasher, username=username, full_name=full_name,
+                        password=password, roles=roles, team=team, email=email)
+        at_once = [r for r in user.roles if not _reaches([r])]
+        if len(at_once) == len(user.roles):
+            return user, None
+        user.roles = at_once
+        self.db.flush()
+        return user, self.propose_user_roles(user.id, roles)
+
+    def propose_team(self, user_id: int, team_id: int | None) -> RightsChange:
+        """Move a person to another team (or none); four eyes when their roles reach client
+        data, since their team decides which records they reach."""
+        self.policy.require_cap(Cap.ROLES_ADMIN)
+        user = self.db.get(User, user_id)
+        if user is None:
+            raise NotFound(entity="user")
+        if user.id == self.me.id:
+            raise Forbidden(action="change your own team; ask another administrator")
+        team = self.db.get(Team, team_id) if team_id is not None else None
+        if team_id is not None and team is None:
+            raise ValidationFailed({"team_id": "no such team; choose one from the list"})
+        before = {"team_id": user.team_id, "team": user.team.name if user.team else None}
+        after = {"team_id": team.id if team else None, "team": team.name if team else None}
+        if before == after:
+            raise Conflict(detail="Nothing changed.")
+        change = self._new("user_team", before, after, user_id=user.id)
+        if not _reaches(list(user.roles)):
+            self._apply(change)
+        return change
+
+    def propose_share(self, account: Account, team: Team, level: str,
+                      expires_at: datetime) -> RightsChange:
+        """Share an account with a team: it waits for a second administrator. The caller
+        has checked that the user may share it (``crm.sharing``)."""
+        share = {"account_id": str(account.id), "owner": account.owner.username,
+                 "team_id": team.id, "team": team.name, "level": level,
+                 "expires_at": expires_at.isoformat()}
+        return self._new("share", {"share": None}, {"share": share})
 
     def approve(self, change_id: int) -> RightsChange:
         change = self._pending(change_id)
@@ -184,17 +263,34 @@ class RightsService:
             role.capabilities.clear()
             self.db.flush()
             role.permissions = [Permission(entity=e, action=a, scope=s) for e, a, s in after["grants"]]
-            role.field_rules = [FieldRule(entity=e, field=f, level=lv) for e, f, lv in after["fields"]]
+            exact = {(e, f) for e, f in after.get("exact_match", [])}
+            role.field_rules = [FieldRule(entity=e, field=f, level=lv, exact_match=(e, f) in exact)
+                                for e, f, lv in after["fields"]]
             role.capabilities = [Capability(name=c) for c in after["caps"]]
             role.export_rows_per_export = after["export_rows_per_export"]
             role.export_rows_per_day = after["export_rows_per_day"]
             role.card_required = after["card_required"]
-        else:
+        elif change.kind == "user_roles":
             user = self.db.get(User, change.user_id)
             user.roles = list(self.db.scalars(select(Role).where(Role.name.in_(after["roles"]))))
+        elif change.kind == "user_team":
+            self.db.get(User, change.user_id).team_id = after["team_id"]
+        else:
+            self._apply_share(change, after["share"])
         change.status = "applied"
         self.db.flush()
         self._audit("rights.apply", change)
+
+    def _apply_share(self, change: RightsChange, share: dict[str, Any]) -> None:
+        expires_at = datetime.fromisoformat(share["expires_at"])
+        if expires_at <= datetime.now(UTC):
+            raise Conflict(detail="This share has expired while it waited; ask for it again.")
+        account_id = uuid.UUID(share["account_id"])
+        if self.db.get(Account, account_id) is None or self.db.get(Team, share["team_id"]) is None:
+            raise Conflict(detail="The account or the team no longer exists.")
+        self.db.add(AccountShare(account_id=account_id, team_id=share["team_id"],
+                                 level=share["level"], expires_at=expires_at,
+                                 created_by=change.requested_by))
 
     def _pending(self, change_id: int) -> RightsChange:
         self.policy.require_cap(Cap.ROLES_ADMIN)
@@ -206,8 +302,10 @@ class RightsService:
         return change
 
     def _benefits_me(self, change: RightsChange) -> bool:
-        if change.kind == "user_roles":
+        if change.kind in ("user_roles", "user_team"):
             return change.user_id == self.me.id
+        if change.kind == "share":
+            return json.loads(change.after)["share"]["team_id"] == self.me.team_id
         return any(role.id == change.role_id for role in self.me.roles)
 
     def _role(self, role_id: int | None) -> Role:
@@ -217,8 +315,12 @@ class RightsService:
         return role
 
     def _audit(self, action: str, change: RightsChange) -> None:
-        target = (self._role(change.role_id).name if change.kind == "role"
-                  else self.db.get(User, change.user_id).username)
+        if change.kind == "role":
+            target = self._role(change.role_id).name
+        elif change.kind == "share":
+            target = json.loads(change.after)["share"]["account_id"]
+        else:
+            target = self.db.get(User, change.user_id).username
         audit.record(self.db, action, user=self.me.username, ip=self.ip, entity=change.kind,
                      entity_id=target, meta={"change": change.id, "status": change.status,
                                              "before": json.loads(change.before),
@@ -229,8 +331,20 @@ def describe(doc: dict[str, Any]) -> list[str]:
     """A rights document as lines a person can compare side by side."""
     if "roles" in doc:
         return [f"roles: {', '.join(doc['roles']) or 'none'}"]
+    if "team_id" in doc:
+        return [f"team: {doc['team'] or 'none'}"]
+    if "share" in doc:
+        share = doc["share"]
+        if share is None:
+            return ["not shared"]
+        # an account's id and owner, never its name: administrators see no client data
+        return [f"account {share['account_id']} (owner {share['owner']})",
+                f"shared with team {share['team']} to {share['level']}",
+                f"until {share['expires_at'][:10]}"]
     lines = [f"{e} {a.replace('_', ' ')}: {s}" for e, a, s in doc["grants"]]
-    lines += [f"{e}.{f}: {lv}" for e, f, lv in doc["fields"]]
+    exact = {(e, f) for e, f in doc.get("exact_match", [])}
+    lines += [f"{e}.{f}: {lv}" + (" (searchable by exact value)" if (e, f) in exact else "")
+              for e, f, lv in doc["fields"]]
     lines += [f"right {c}" for c in doc["caps"]]
     lines += [f"rows per export: {doc['export_rows_per_export'] or 'no cap'}",
               f"rows per day: {doc['export_rows_per_day'] or 'no cap'}",

@@ -214,12 +214,22 @@ SCHEMAS: dict[str, dict[str, FieldSpec]] = {
 FORM_NOISE = frozenset({"csrf_token", "submit", "next"})
 
 
+def _json_type(spec: FieldSpec, raw: Any) -> None:
+    """A JSON value must have the type the API's schema gives the field: forms send text for
+    everything, JSON does not need to (``"done": "yes"`` is a mistake, not a yes)."""
+    if spec.kind == "bool" and not isinstance(raw, bool):
+        raise ValueError("must be true or false (a JSON boolean, without quotes)")
+    if spec.kind == "int" and raw is not None and (isinstance(raw, bool) or not isinstance(raw, int)):
+        raise ValueError("must be a whole number (a JSON integer, without quotes)")
+
+
 def clean(entity: str, data: Mapping[str, Any], *, partial: bool = False,
-          ignore: frozenset[str] = FORM_NOISE) -> dict[str, Any]:
+          ignore: frozenset[str] = FORM_NOISE, strict: bool = False) -> dict[str, Any]:
     """Typed values for ``entity`` from ``data``, or ``ValidationFailed`` listing every problem.
 
     ``partial`` (an update) checks only the fields given; otherwise required
-    fields must be present and not blank. Unknown fields are refused, not
+    fields must be present and not blank. ``strict`` (JSON) also holds each value to its
+    JSON type. Unknown fields are refused, not
     silently dropped, so a typo never loses what someone meant to save.
     """
     schema = SCHEMAS[entity]
@@ -234,6 +244,8 @@ def clean(entity: str, data: Mapping[str, Any], *, partial: bool = False,
                 errors[name] = "is required"
             continue
         try:
+            if strict:
+                _json_type(spec, data[name])
             value = PARSERS[spec.kind](spec, data[name])
         except ValueError as exc:
             errors[name] = str(exc)

@@ -50,6 +50,16 @@ def risk_timeline(db: Session, username: str, days: int = 30) -> dict[str, Any]:
             "baseline": [own_median] * len(labels), "peers": peer_median, "peer_count": len(peers)}
 
 
+def for_officers(event: dict[str, Any]) -> dict[str, Any]:
+    """An audit event as an officer may see it. Officers see client records by name and owner
+    only: a change's old and new values (in clear, or encrypted like notes) are details of the
+    record, so the change names its fields and nothing more."""
+    meta = event.get("meta")
+    if not isinstance(meta, dict) or not isinstance(meta.get("changes"), dict):
+        return event
+    return {**event, "meta": {**meta, "changes": sorted(meta["changes"])}}
+
+
 def records_in_evidence(db: Session, seqs: list[int], limit: int = 200) -> tuple[list[dict[str, Any]], int]:
     """The accounts the evidence events name: their names and owners only, never their details."""
     ids: set[str] = set()

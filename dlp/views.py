@@ -82,7 +82,8 @@ def show(alert_id: int) -> str:
 def evidence_event(db: Any, seq: int) -> dict[str, Any] | None:
     from audit.query import get_event
 
-    return get_event(db, seq)
+    event = get_event(db, seq)
+    return console.for_officers(event) if event else None
 
 
 @bp.post("/<int:alert_id>/status")
@@ -142,10 +143,14 @@ def packet(alert_id: int) -> Response:
     db = get_db()
     alert = Triage(db, policy().user.username).get(alert_id)
     settings = current_app.extensions["citadel.appliance"].settings
-    bundle = evidence.bundle(db, settings, seqs=alert.event_seqs[:5000])
+    # the events as officers may see them: their place in the log proved, record details withheld
+    bundle = evidence.bundle(db, settings, seqs=alert.event_seqs[:5000],
+                             redact=console.for_officers)
+    records, total = console.records_in_evidence(db, alert.event_seqs)
     body = {"format": "citadel-evidence-packet-v1", "created": datetime.now(UTC).isoformat(),
             "alert": alert.public(), "notes": [{"at": n.created_at.isoformat(), "by": n.author,
                                                 "kind": n.kind, "text": n.body} for n in alert.notes],
+            "records": records, "records_total": total,
             "bundle_sha256": hashlib.sha256(canonical_json(bundle).encode()).hexdigest()}
     signer = provider_for(AuditConfig.from_settings(settings)).signer()
     signature = signer.sign(canonical_json(body).encode())

@@ -29,7 +29,7 @@ def json_body() -> dict[str, Any]:
 
 
 def _service() -> RecordService:
-    return RecordService(get_db(), policy(), request.remote_addr)
+    return RecordService(get_db(), policy(), request.remote_addr, strict=True)
 
 
 @bp.get(f"/<{KIND}:resource>")

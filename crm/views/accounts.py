@@ -18,23 +18,27 @@ from crm import attachments, sharing
 from crm.access import FIELDS, Action, Entity, Level, Policy, mask
 from crm.exports import ExportCapExceeded, export_records, print_records
 from crm.identity import Team, User
-from crm.models import ACCOUNT_STATUSES, Account, Activity, Contact, Deal
-from crm.queries import ListQuery, build
+from crm.models import ACCOUNT_STATUSES, Account, AccountShare, Activity, Contact, Deal
+from crm.queries import ListQuery, build, filters_for, sorts_for
 from crm.records import read_history_value, users_in_reach
-from crm.views.common import audit_view, form_data, list_page, records, rejected
+from crm.views.common import audit_view, displayed, form_data, list_page, records, rejected
 
 bp = Blueprint("accounts", __name__, url_prefix="/accounts", template_folder="../templates")
 E = Entity.ACCOUNT
 #: The fields the list shows beside the name (each as the viewer may see it).
-LIST_FIELDS = ("phone", "email")
+LIST_FIELDS = ("name", "status", "phone", "email", "city", "country", "owner_id")
+#: The account page's header line and the autocomplete show these.
+HEADER_FIELDS = ("name", "status", "industry", "city", "country", "owner_id", "team_id")
+SUGGEST_FIELDS = ("name", "city")
 
 
 @bp.get("")
 @login_required
 def index() -> str:
     query, page = list_page(E)
-    rows = [(a, policy().present(E, a, only=LIST_FIELDS)) for a in page.items]
+    rows = [(a, displayed(E, a, LIST_FIELDS)) for a in page.items]
     return render_template("accounts/list.html", page=page, query=query, rows=rows,
+                           sorts=sorts_for(policy(), E), filters=filters_for(policy(), E),
                            statuses=ACCOUNT_STATUSES, teams=_teams(),
                            owners=users_in_reach(get_db(), policy(), E, Action.READ))
 
@@ -73,9 +77,10 @@ def show(account_id: uuid.UUID) -> str:
     can_share = sharing.may_share(pol, account)
     return render_template(
         "accounts/detail.html", account=account, shown=pol.present(E, account),
+        header=displayed(E, account, HEADER_FIELDS),
         contacts=[(c, pol.present(Entity.CONTACT, c)) for c in contacts],
-        deals=[(d, pol.present(Entity.DEAL, d)) for d in deals],
-        timeline=[(a, pol.present(Entity.ACTIVITY, a)) for a in timeline],
+        deals=[(d, displayed(Entity.DEAL, d, FIELDS[Entity.DEAL])) for d in deals],
+        timeline=[(a, displayed(Entity.ACTIVITY, a, FIELDS[Entity.ACTIVITY])) for a in timeline],
         can_edit=_may(account, Action.EDIT), can_delete=_may(account, Action.DELETE),
         can_print=_may(account, Action.PRINT), history=_history(account),
         can_share=can_share, shares=_shares(account) if can_share else [],
@@ -117,8 +122,10 @@ def shares(account_id: uuid.UUID) -> str:
     """The share form, on its own page: whom one may share with is a list of colleagues
     each checked against their rights, too dear to build on every view of the account."""
     account = sharing.require_sharer(policy(), account_id)
+    rules = _share_rules()
     return render_template("accounts/share.html", account=account, shares=_shares(account),
-                           grantees=_grantees())
+                           grantees=_grantees(rules), rules=rules,
+                           latest=f"{rules.latest(datetime.now(UTC)):%Y-%m-%d}")
 
 
 @bp.post("/<uuid:account_id>/shares")
@@ -131,17 +138,18 @@ def add_share(account_id: uuid.UUID) -> Any:
         expires = form.get("expires_on") or None
         expires_at = datetime.combine(date.fromisoformat(expires), time(23, 59), UTC) \
             if expires else None
-        sharing.share(get_db(), policy(), account_id,
-                      user_id=int(raw_id) if kind == "user" else None,
-                      team_id=int(raw_id) if kind == "team" else None,
-                      level=form.get("level", "read"), expires_at=expires_at,
-                      ip=request.remote_addr)
+        made = sharing.share(get_db(), policy(), account_id,
+                             user_id=int(raw_id) if kind == "user" else None,
+                             team_id=int(raw_id) if kind == "team" else None,
+                             level=form.get("level", "read"), expires_at=expires_at,
+                             ip=request.remote_addr, rules=_share_rules())
     except (ValueError, ValidationFailed) as exc:
         get_db().rollback()
         flash(getattr(exc, "message", "Choose whom to share with and a valid date."), "error")
         return redirect(url_for(".shares", account_id=account_id))
     get_db().commit()
-    flash("Account shared.", "success")
+    flash("Account shared." if isinstance(made, AccountShare) else
+          "A share with a team waits for a second administrator's approval.", "success")
     return redirect(url_for(".show", account_id=account_id))
 
 
@@ -213,7 +221,8 @@ def suggest() -> Any:
                  meta={"ids": [str(a.id) for a in items], "context": "autocomplete",
                        "q_len": len(query.q)})
     get_db().commit()
-    return {"items": [{"id": str(a.id), "name": a.name, "city": a.city} for a in items]}
+    pol = policy()
+    return {"items": [{"id": str(a.id), **pol.present(E, a, only=SUGGEST_FIELDS)} for a in items]}
 
 
 def _may(account: Any, action: Action) -> bool:
@@ -252,13 +261,18 @@ def _shares(account: Any) -> list[tuple[Any, str]]:
             for sh in found]
 
 
-def _grantees() -> list[tuple[str, str]]:
-    """Whom the user may share with: colleagues who can read accounts at all, and teams."""
+def _share_rules() -> sharing.ShareRules:
+    return sharing.ShareRules.from_settings(appliance_settings())
+
+
+def _grantees(rules: sharing.ShareRules) -> list[tuple[str, str]]:
+    """Whom the user may share with: colleagues who can read accounts at all, and the teams
+    the sharing rules allow."""
     pol, db = policy(), get_db()
     people = db.scalars(select(User).where(User.active.is_(True), User.offboarded_at.is_(None),
                                            User.id != pol.user.id).order_by(User.full_name))
     return [(f"user:{u.id}", u.full_name) for u in people if Policy(db, u).can(E, Action.READ)] \
-        + [(f"team:{t.id}", f"Team {t.name}") for t in _teams()]
+        + [(f"team:{t.id}", f"Team {t.name}") for t in sharing.share_teams(db, pol, rules)]
 
 
 def _teams() -> list[Team]:

@@ -12,9 +12,17 @@ from appliance.auth import login_required
 from appliance.db import get_db
 from appliance.errors import ValidationFailed
 from appliance.web import policy
-from crm.access import Action, Entity
+from crm.access import FIELDS, Action, Entity
 from crm.models import ACTIVITY_KINDS, Activity
-from crm.views.common import delete_from_account, form_data, list_page, records, rejected
+from crm.queries import sorts_for
+from crm.views.common import (
+    delete_from_account,
+    displayed,
+    form_data,
+    list_page,
+    records,
+    rejected,
+)
 
 bp = Blueprint("activities", __name__, url_prefix="/activities", template_folder="../templates")
 E = Entity.ACTIVITY
@@ -31,8 +39,9 @@ def index() -> str:
         return stmt
 
     query, page = list_page(E, narrow)
-    rows = [(a, policy().present(E, a)) for a in page.items]
+    rows = [(a, displayed(E, a, FIELDS[E])) for a in page.items]
     return render_template("activities/list.html", page=page, rows=rows, query=query,
+                           sorts=sorts_for(policy(), E),
                            kinds=ACTIVITY_KINDS, now=datetime.now(UTC))
 
 

@@ -11,11 +11,17 @@ from sqlalchemy import func, select
 
 from appliance.auth import login_required
 from appliance.db import get_db
-from appliance.errors import BadRequest, CitadelError, Conflict, Forbidden, ValidationFailed
+from appliance.errors import (
+    BadRequest,
+    CitadelError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
 from appliance.web import count_of, policy, record_event
 from crm.access import FIELDS, MODELS, Action, Cap, Entity, Level, Policy, Scope
 from crm.identity import Role, Team, User, UserRole
-from crm.people import add_user
 from crm.restrictions import Restrictions
 from crm.rights import RightsChange, RightsService, describe, role_rights
 
@@ -48,19 +54,27 @@ def add() -> Any:
     db = get_db()
     form = request.form
     try:
-        user = add_user(db, current_app.extensions["citadel.hasher"],
-                        username=form.get("username", "").strip(),
-                        full_name=form.get("full_name", "").strip(),
-                        password=form.get("password", ""), roles=form.getlist("roles"),
-                        team=form.get("team") or None, email=form.get("email", "").strip())
+        # a new person is a way of giving rights: roles that reach client data wait for a
+        # second administrator, as any change of roles does
+        user, pending = RightsService(db, policy(), request.remote_addr).create_user(
+            current_app.extensions["citadel.hasher"],
+            username=form.get("username", "").strip(),
+            full_name=form.get("full_name", "").strip(),
+            password=form.get("password", ""), roles=form.getlist("roles"),
+            team=form.get("team") or None, email=form.get("email", "").strip())
         record_event("user.create", entity="user", entity_id=user.username,
-                     meta={"roles": user.role_names, "team": form.get("team") or None})
+                     meta={"roles": user.role_names, "team": form.get("team") or None,
+                           "pending_change": pending.id if pending else None})
         db.commit()
+    except (Forbidden, NotFound):
+        raise  # refusals are audited by the error handler
     except CitadelError as exc:
         db.rollback()
         flash(exc.message, "error")
         return redirect(url_for(".users"))
-    flash(f"User {user.username} added.", "success")
+    flash(f"User {user.username} added." + (
+        " Their roles that reach client data wait for a second administrator in Rights changes."
+        if pending else ""), "success")
     return redirect(url_for(".user", user_id=user.id))
 
 
@@ -75,6 +89,7 @@ def user(user_id: int) -> str:
                         .order_by(User.full_name)).all()
     return render_template(
         "admin/user.html", person=person, reach=reach_of(db, person), others=others,
+        teams=db.scalars(select(Team).order_by(Team.name)).all(),
         roles=db.scalars(select(Role).order_by(Role.name)).all(),
         may_restrict=policy().has(Cap.USERS_RESTRICT) and person.id != policy().user.id,
         may_assign=policy().has(Cap.ROLES_ADMIN) and person.id != policy().user.id)
@@ -101,6 +116,20 @@ def reach_of(db: Any, person: User) -> dict[str, Any]:
 def assign(user_id: int) -> Any:
     return _act(lambda: RightsService(get_db(), policy(), request.remote_addr)
                 .propose_user_roles(user_id, request.form.getlist("roles")),
+                url_for(".user", user_id=user_id), _change_message)
+
+
+@bp.post("/users/<int:user_id>/team")
+@login_required
+def move(user_id: int) -> Any:
+    """Move a person to another team: a rights change, with four eyes when they reach clients."""
+    raw = request.form.get("team_id", "")
+    try:
+        team_id = int(raw) if raw else None
+    except ValueError:
+        team_id = -1  # no team has it: refused as an unknown team
+    return _act(lambda: RightsService(get_db(), policy(), request.remote_addr)
+                .propose_team(user_id, team_id),
                 url_for(".user", user_id=user_id), _change_message)
 
 
@@ -161,7 +190,8 @@ def role(role_id: int) -> Any:
     current = role_rights(found)
     scopes = {(e, a): s for e, a, s in current["grants"]}
     levels = {(e, f): lv for e, f, lv in current["fields"]}
-    return render_template("admin/role.html", role=found, scopes=scopes, levels=levels,
+    exact = {(e, f) for e, f in current["exact_match"]}
+    return render_template("admin/role.html", role=found, scopes=scopes, levels=levels, exact=exact,
                            rights=current, entities=list(Entity), actions=list(Action),
                            scope_choices=list(Scope), level_choices=list(Level), fields=FIELDS,
                            caps=list(Cap), holds=found in policy().user.roles)
@@ -173,7 +203,9 @@ def _submitted_rights() -> dict[str, Any]:
               for e in Entity for a in Action]
     fields = [[e.value, f, form.get(f"level:{e.value}:{f}", "edit")]
               for e, names in FIELDS.items() for f in names]
-    return {"grants": grants, "fields": fields, "caps": form.getlist("caps"),
+    exact = [[e.value, f] for e, names in FIELDS.items() for f in names
+             if form.get(f"exact:{e.value}:{f}") == "1"]
+    return {"grants": grants, "fields": fields, "exact_match": exact, "caps": form.getlist("caps"),
             "export_rows_per_export": form.get("export_rows_per_export", "0"),
             "export_rows_per_day": form.get("export_rows_per_day", "0"),
             "card_required": form.get("card_required") == "1"}
@@ -190,6 +222,7 @@ def changes() -> str:
     names = {u.id: u.username for u in db.scalars(select(User))}
     roles_by_id = {r.id: r.name for r in db.scalars(select(Role))}
     return render_template("admin/changes.html", rows=rows, names=names, roles=roles_by_id,
+                           titles={c.id: _title(c, names, roles_by_id) for c in rows},
                            parsed={c.id: (describe(json.loads(c.before)), describe(json.loads(c.after)))
                                    for c in rows})
 
@@ -207,6 +240,17 @@ def decide(change_id: int, decision: str) -> Any:
 
 
 # -- helpers ---------------------------------------------------------------
+def _title(change: RightsChange, names: dict[int, str], roles: dict[int, str]) -> str:
+    """What a rights change is about, in a few words."""
+    if change.kind == "role":
+        return f"role {roles.get(change.role_id, '?')}"
+    if change.kind == "user_team":
+        return f"team of {names.get(change.user_id, '?')}"
+    if change.kind == "share":
+        return "a share with a team"
+    return f"roles of {names.get(change.user_id, '?')}"
+
+
 def _change_message(change: RightsChange) -> str:
     if change.status == "applied":
         return "Rights changed."

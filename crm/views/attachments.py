@@ -12,7 +12,7 @@ from appliance.auth import login_required
 from appliance.db import get_db
 from appliance.errors import BadRequest, Conflict
 from appliance.keys.errors import DecryptionFailed
-from appliance.web import policy, record_event
+from appliance.web import accepts_uploads, policy, record_event
 from crm import attachments
 from crm.access import Action
 
@@ -30,6 +30,7 @@ def _data_dir() -> Any:
 
 
 @bp.post("/accounts/<uuid:account_id>/attachments")
+@accepts_uploads
 @login_required
 def upload(account_id: uuid.UUID) -> Any:
     upload_ = request.files.get("file")

@@ -44,6 +44,20 @@ def list_page(entity: Entity, narrow: Callable[[Select[Any]], Select[Any]] | Non
     return query, page
 
 
+def displayed(entity: Entity, record: Any, only: Iterable[str]) -> dict[str, Any]:
+    """A record's fields for a list or header line, as the user may see them, with its owner's
+    name when the owner field is readable (a name would give a masked owner away)."""
+    pol = policy()
+    values = pol.present(entity, record, only=only)
+    owner = getattr(record, "owner", None)
+    if owner is not None and pol.readable(entity, "owner_id"):
+        values["owner"] = owner.full_name
+    team = getattr(record, "team", None)
+    if team is not None and pol.readable(entity, "team_id"):
+        values["team"] = team.name
+    return values
+
+
 def delete_from_account(entity: Entity, record_id: uuid.UUID, label: str) -> Any:
     """Delete a record that hangs on an account, then go back to the account's page."""
     record = policy().get(entity, record_id, Action.DELETE)

@@ -12,6 +12,7 @@ from appliance.db import get_db
 from appliance.errors import ValidationFailed
 from appliance.web import policy
 from crm.access import Action, Entity
+from crm.queries import sorts_for
 from crm.views.common import delete_from_account, form_data, list_page, records, rejected
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts", template_folder="../templates")
@@ -23,7 +24,8 @@ E = Entity.CONTACT
 def index() -> str:
     query, page = list_page(E)
     rows = [(c, policy().present(E, c)) for c in page.items]
-    return render_template("contacts/list.html", page=page, rows=rows, query=query)
+    return render_template("contacts/list.html", page=page, rows=rows, query=query,
+                           sorts=sorts_for(policy(), E))
 
 
 @bp.route("/new", methods=["GET", "POST"])

@@ -6,17 +6,25 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 
 from appliance.auth import login_required
 from appliance.db import get_db
 from appliance.errors import ValidationFailed
 from appliance.web import policy
-from crm.access import Action, Entity
+from crm.access import FIELDS, Action, Entity
 from crm.models import CURRENCIES, DEAL_STAGES, OPEN_STAGES, Deal
-from crm.queries import ListQuery
+from crm.queries import ListQuery, sorts_for
 from crm.records import users_in_reach
-from crm.views.common import audit_list, delete_from_account, form_data, list_page, records, rejected
+from crm.views.common import (
+    audit_list,
+    delete_from_account,
+    displayed,
+    form_data,
+    list_page,
+    records,
+    rejected,
+)
 
 bp = Blueprint("deals", __name__, url_prefix="/deals", template_folder="../templates")
 E = Entity.DEAL
@@ -27,8 +35,9 @@ BOARD_CARDS = 25
 @login_required
 def index() -> str:
     query, page = list_page(E)
-    rows = [(d, policy().present(E, d)) for d in page.items]
+    rows = [(d, displayed(E, d, FIELDS[E])) for d in page.items]
     return render_template("deals/list.html", page=page, rows=rows, query=query,
+                           sorts=sorts_for(policy(), E),
                            stages=DEAL_STAGES)
 
 
@@ -40,22 +49,27 @@ def board() -> str:
     pol.require(E, Action.READ)
     db = get_db()
     visible = pol.where(E)
+    # amounts order and sum the board only for those who may read them: a sum or an order
+    # tells about the amounts behind it
+    amount_visible = pol.readable(E, "amount")
+    total = func.coalesce(func.sum(Deal.amount), 0) if amount_visible else literal(None)
+    biggest = (Deal.amount.desc(), Deal.id) if amount_visible else (Deal.updated_at.desc(), Deal.id)
     totals = {stage: (count, amount) for stage, count, amount in db.execute(
-        select(Deal.stage, func.count(), func.coalesce(func.sum(Deal.amount), 0))
+        select(Deal.stage, func.count(), total)
         .where(visible, Deal.stage.in_(OPEN_STAGES)).group_by(Deal.stage))}
     columns = []
     shown: list[Any] = []
     for stage in OPEN_STAGES:
         deals = db.scalars(pol.select(E).where(Deal.stage == stage)
-                           .order_by(Deal.amount.desc(), Deal.id).limit(BOARD_CARDS)).unique().all()
+                           .order_by(*biggest).limit(BOARD_CARDS)).unique().all()
         shown.extend(deals)
         count, amount = totals.get(stage, (0, 0))
         columns.append({"stage": stage, "count": count, "amount": amount,
-                        "deals": [(d, pol.present(E, d)) for d in deals]})
+                        "deals": [(d, displayed(E, d, FIELDS[E])) for d in deals]})
     audit_list(E, ListQuery(sort="board"), shown, sum(c["count"] for c in columns))
     db.commit()
     return render_template("deals/board.html", columns=columns,
-                           amount_visible="amount" in pol.visible_fields(E))
+                           amount_visible=amount_visible)
 
 
 @bp.route("/new", methods=["GET", "POST"])

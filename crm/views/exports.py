@@ -36,13 +36,14 @@ def index() -> str:
 @bp.post("/requests")
 @login_required
 def create() -> Any:
-    entity = Entity(request.form.get("entity", "account"))
+    # what the request covers (rows, columns, ids) is computed from the list, never taken
+    # from the form
+    entity = requests_.exportable(request.form.get("entity", "account"))
     query = ListQuery.from_args(entity, request.form)
     try:
-        rows = int(request.form.get("rows", "0"))
-        requests_.request_export(get_db(), policy(), entity, query, rows,
+        requests_.request_export(get_db(), policy(), entity, query,
                                  request.form.get("reason", ""), request.remote_addr)
-    except (ValueError, ValidationFailed) as exc:
+    except ValidationFailed as exc:
         flash(getattr(exc, "message", "Say why you need this export."), "error")
         return redirect(url_for(".index"))
     get_db().commit()

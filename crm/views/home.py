@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, url_for
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 
 from appliance.auth import login_required
 from appliance.db import get_db
@@ -15,6 +15,8 @@ from crm.access import Action, Entity
 from crm.models import OPEN_STAGES, Account, Activity, Deal
 
 bp = Blueprint("home", __name__, template_folder="../templates")
+#: What "recently updated accounts" shows of each, as the user may see it.
+RECENT_FIELDS = ("name", "status", "city")
 
 
 @bp.get("/")
@@ -31,7 +33,10 @@ def index() -> Any:
         Activity.owner_id == me, Activity.done_at.is_(None), Activity.due_at.is_not(None),
         Activity.due_at < now + timedelta(days=7)).order_by(Activity.due_at).limit(12)
     ).unique().all() if pol.can(Entity.ACTIVITY, Action.READ) else []
-    pipeline = db.execute(select(Deal.stage, func.count(), func.coalesce(func.sum(Deal.amount), 0))
+    # a sum of amounts tells about each of them: only for those who may read amounts
+    amount_visible = pol.readable(Entity.DEAL, "amount")
+    total = func.coalesce(func.sum(Deal.amount), 0) if amount_visible else literal(0)
+    pipeline = db.execute(select(Deal.stage, func.count(), total)
                           .where(pol.where(Entity.DEAL), Deal.owner_id == me,
                                  Deal.stage.in_(OPEN_STAGES)).group_by(Deal.stage)).all() \
         if pol.can(Entity.DEAL, Action.READ) else []
@@ -41,9 +46,11 @@ def index() -> Any:
                  meta={"context": "home", "ids": [str(a.id) for a in recent], "outside_book": 0})
     db.commit()
     by_stage = {stage: (count, amount) for stage, count, amount in pipeline}
-    return render_template("home/index.html", tasks=tasks, now=now, recent=recent,
+    recent_shown = [(a, pol.present(Entity.ACCOUNT, a, only=RECENT_FIELDS)) for a in recent]
+    tasks_shown = [(t, pol.present(Entity.ACTIVITY, t, only=("kind", "subject"))) for t in tasks]
+    return render_template("home/index.html", tasks=tasks_shown, now=now, recent=recent_shown,
                            pipeline=[(s, *by_stage.get(s, (0, 0))) for s in OPEN_STAGES],
-                           amount_visible="amount" in pol.visible_fields(Entity.DEAL))
+                           amount_visible=amount_visible)
 
 
 @bp.get("/favicon.ico")

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 
 from appliance.auth import login_required
 from appliance.db import get_db
-from appliance.web import policy
+from appliance.web import accepts_uploads, policy
 from crm import importer
 from crm.access import Action, Entity
 
@@ -16,6 +16,7 @@ bp = Blueprint("imports", __name__, url_prefix="/import", template_folder="../te
 
 
 @bp.route("", methods=["GET", "POST"])
+@accepts_uploads
 @login_required
 def upload() -> Any:
     policy().require(Entity.ACCOUNT, Action.CREATE)

@@ -22,6 +22,18 @@ from crm.queries import search_clause
 
 engine = make_engine(os.environ["BARE_DATABASE_URL"])
 keys.sync(Path(os.environ["CITADEL_DATA_DIR"]))  # encrypted fields are read like the app reads them
+
+
+class _FullView:
+    """No policy: every field may be searched (the bare app has no rights to honour)."""
+
+    def matchable(self, _entity: object, _field: str) -> bool:
+        return True
+
+    readable = matchable
+
+
+FULL_VIEW = _FullView()
 app = Flask(__name__)
 
 
@@ -36,7 +48,7 @@ def accounts() -> str:
         stmt = select(Account).options(joinedload(Account.owner), joinedload(Account.team))
         q = request.args.get("q", "")
         if q:
-            stmt = stmt.where(search_clause(Entity.ACCOUNT, q))
+            stmt = stmt.where(search_clause(FULL_VIEW, Entity.ACCOUNT, q))
         total = db.scalar(stmt.with_only_columns(func.count(), maintain_column_froms=True))
         rows = db.scalars(stmt.order_by(Account.name_folded, Account.id).limit(50)).all()
         cells = "".join(f"<tr><td>{escape(a.name)}</td><td>{escape(a.phone)}</td><td>{escape(a.email)}</td>"

@@ -238,3 +238,37 @@ def test_forged_owner_team_and_fields_are_refused_and_audited(app, make, db, log
     assert unchanged.owner_id == alice.id and unchanged.name != "X"
     denials = _events(db, "access.denied")
     assert len(denials) >= 2
+
+
+def test_exact_match_on_a_masked_field_is_an_option_of_the_rule(app, make, db, login):
+    """The rights editor offers "exact match when masked" per field; once approved, staff find
+    an account by its whole tax id (still masked on every page), and not before."""
+    from crm.rights import role_rights
+
+    make.team("Sales")
+    alice = make.user("alice", team="Sales")
+    account = make.account(alice, tax_id="DE000004242")
+    make.user("ian", roles=("it_admin",), team=None)
+    make.user("ivy", roles=("it_admin",), team=None)
+    token = issue_token(db, alice, "t")
+    db.commit()
+    api = app.test_client()
+    api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+
+    def found() -> int:
+        return api.get("/api/v1/accounts", query_string={"q": "DE000004242"}).json["total"]
+
+    assert found() == 0  # masked for staff, and no exact match by default
+    staff = _staff_role(db)
+    ian = login("ian")
+    assert 'name="exact:account:tax_id"' in ian.get(f"/admin/roles/{staff.id}").get_data(as_text=True)
+    assert _post(ian, f"/admin/roles/{staff.id}",
+                 **_role_form(role_rights(staff), **{"exact:account:tax_id": "1"})).status_code == 302
+    change = db.scalars(select(RightsChange)).one()
+    assert change.status == "pending" and found() == 0
+    assert _post(login("ivy"), f"/admin/changes/{change.id}/approve").status_code == 302
+    db.expire_all()
+    assert role_rights(_staff_role(db))["exact_match"] == [["account", "tax_id"]]
+    assert found() == 1
+    shown = api.get(f"/api/v1/accounts/{account.id}").json["tax_id"]
+    assert shown != "DE000004242" and shown.endswith("4242")

@@ -117,12 +117,12 @@ def seed(make: Factory, db: Session, data_dir: Path) -> Org:
             io.BytesIO(b"%PDF-1.4 offer for " + owner.encode())).id
     org.alert_id = _alert(db)
     org.export_request_id = request_export(
-        db, Policy(db, people["sam"]), Entity.ACCOUNT, ListQuery(q="Acct"), 900,
+        db, Policy(db, people["sam"]), Entity.ACCOUNT, ListQuery(q="Acct"),
         "Quarterly mailing to all my clients").id
     batch = importer.save_batch(db, Policy(db, people["sam"]), "clients.csv",
                                 b"name,city\nImported GmbH,Berlin\n", 1)
     sue = Policy(db, people["sue"])
-    org.sue_export_request_id = request_export(db, sue, Entity.DEAL, ListQuery(), 700,
+    org.sue_export_request_id = request_export(db, sue, Entity.DEAL, ListQuery(),
                                                "Support renewal campaign list").id
     sue_batch = importer.save_batch(db, sue, "support.csv", b"name\nSupport Client AB\n", 1)
     db.flush()
@@ -145,15 +145,19 @@ def _restrict_staff_fields(db: Session) -> None:
 
 
 def _share(db: Session, org: Org, people: dict[str, User]) -> None:
-    """sven shares an account with sam to read; sue shares one with team North to edit."""
+    """sven shares an account with sam to read; sue shares one with team North to edit (a team
+    outside her own, which this organisation's sharing rules allow; iris approves it)."""
     sven_account = db.scalars(select(Account).where(Account.name == "Acct sven 0")).one()
     sue_account = db.scalars(select(Account).where(Account.name == "Acct sue 0")).one()
-    north = people["sam"].team_id
-    for owner, account, grantee in (("sven", sven_account, {"user_id": people["sam"].id}),
-                                    ("sue", sue_account, {"team_id": north})):
-        level = "read" if "user_id" in grantee else "edit"
-        grant = sharing.share(db, Policy(db, people[owner]), account.id, level=level, **grantee)
-        org.shares.append(grant.id)
+    grant = sharing.share(db, Policy(db, people["sven"]), sven_account.id, level="read",
+                          user_id=people["sam"].id)
+    change = sharing.share(db, Policy(db, people["sue"]), sue_account.id, level="edit",
+                           team_id=people["sam"].team_id,
+                           rules=sharing.ShareRules(team_targets="any"))
+    RightsService(db, Policy(db, people["iris"])).approve(change.id)
+    team_grant = db.scalars(select(AccountShare).where(AccountShare.account_id == sue_account.id)
+                            ).one()
+    org.shares.extend([grant.id, team_grant.id])
     db.commit()
 
 
