@@ -174,7 +174,7 @@ def play_today(appliance: Appliance, *, seed: int) -> tuple[str, int, str, int]:
         exported += int(answer.headers["X-Export-Rows"])
     scraped, page = 0, 1
     while scraped < SCRAPED:
-        items = call(names[1], "GET", f"/api/v1/contacts?page={page}&per_page=100").json["items"]
+        items = call(names[1], "GET", f"/api/v1/contacts?page={page}&per_page=200").json["items"]
         if not items:
             break
         scraped += len(items)
