@@ -36,7 +36,7 @@ def test_the_officer_signs_in_with_the_demo_card(tmp_path: Path, browser):
         page.wait_for_url(f"{base}/login/card")
         page.fill("#pin", PIN)
         page.click("#card-submit")
-        page.wait_for_url(f"{base}/")
+        page.wait_for_url(f"{base}/alerts")  # the officer starts at her alerts
         assert page.locator("text=Sofia Rossi").count() >= 1
     finally:
         os.killpg(demo.pid, signal.SIGINT)

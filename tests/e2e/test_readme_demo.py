@@ -61,8 +61,7 @@ def test_make_demo_serves_the_whole_product_and_stops_on_ctrl_c(demo, browser):
 
     page = browser.new_page()
     sign_in_page(page, base, "sofia", PASSWORD)
-    page.wait_for_url(f"{base}/")
-    page.goto(f"{base}/alerts")
+    page.wait_for_url(f"{base}/alerts")  # the officer starts at her alerts
     rows = page.locator("table tbody tr a")
     assert rows.count() >= 1, page.content()[:2000]
     people = {rows.nth(i).inner_text() for i in range(rows.count())}
