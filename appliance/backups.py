@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import audit
-from appliance.config import Settings
-from appliance.runtime import Appliance
+from appliance.kernel.config import Settings
+from appliance.kernel.runtime import Appliance
 from appliance.schema import is_current
 from backup.checks import register_check
 from backup.verify import DrillContext

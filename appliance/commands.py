@@ -13,11 +13,11 @@ import click
 from sqlalchemy import select
 
 from appliance import auth, keys
-from appliance.cli import CliContext, data_dir_option, main, pass_appliance
-from appliance.config import write_initial
-from appliance.errors import ConfigError
-from appliance.keys.cli import init_interactive
-from appliance.runtime import Appliance
+from appliance.kernel.cli import CliContext, data_dir_option, pass_appliance
+from appliance.kernel.config import write_initial
+from appliance.kernel.errors import ConfigError
+from appliance.kernel.runtime import Appliance
+from appliance.key_commands import init_interactive
 from appliance.schema import is_current, upgrade
 from crm.identity import Team, User
 from crm.people import add_user, find_user
@@ -28,7 +28,7 @@ def _hasher(appliance: Appliance):
     return auth.password_hasher(appliance.settings)
 
 
-@main.command()
+@click.command()
 @data_dir_option
 @click.option("--database-url", default=None,
               help="SQLAlchemy URL of the database [default: SQLite in the data directory].")
@@ -95,7 +95,7 @@ def _seed_demo(appliance: Appliance, seed_value: int, accounts: int) -> None:
                f"in {time.perf_counter() - started:.1f} s.")
 
 
-@main.group()
+@click.group()
 def db() -> None:
     """Database schema."""
 
@@ -117,7 +117,7 @@ def db_status(appliance: Appliance) -> None:
     sys.exit(0 if current else 1)
 
 
-@main.command()
+@click.command()
 @pass_appliance
 @click.option("--bind", default=None, help="HOST:PORT to listen on [default from settings].")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
@@ -137,7 +137,7 @@ def default_workers(appliance: Appliance) -> int:
     return min(2 * cores + 1, 16)
 
 
-@main.command()
+@click.command()
 @pass_appliance
 @click.option("--once", is_flag=True, help="Run every job once, then exit (for cron or a check).")
 def worker(appliance: Appliance, once: bool) -> None:
@@ -158,7 +158,7 @@ def worker(appliance: Appliance, once: bool) -> None:
     job_runner.run_forever()
 
 
-@main.command()
+@click.command()
 @data_dir_option
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--bind", default="127.0.0.1:8000", show_default=True)
@@ -184,7 +184,7 @@ def demo(ctx: CliContext, seed_value: int, bind: str) -> None:
 
 
 # -- users -----------------------------------------------------------------
-@main.group()
+@click.group()
 def user() -> None:
     """People who sign in: add, list, issue API tokens."""
 
@@ -303,3 +303,7 @@ def user_offboard(appliance: Appliance, username: str, successor: str, officer: 
                                                     find_user(db, successor).id, reason)
     click.echo(f"{username} offboarded; reassigned to {successor}: "
                + ", ".join(f"{n} {kind}s" for kind, n in moved.items()) + ".")
+
+
+#: The appliance's own commands, for the ``appliance`` group.
+COMMANDS = (init, db, serve, worker, demo, user)

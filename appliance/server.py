@@ -7,7 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 
 
 class CitadelServer(BaseApplication):

@@ -20,11 +20,11 @@ from typing import Any
 import click
 from sqlalchemy.engine import make_url
 
-from appliance.cli_support import pass_appliance
-from appliance.errors import Sealed
-from appliance.runtime import Appliance
+from appliance.kernel.cli import pass_appliance
+from appliance.kernel.errors import Sealed
+from appliance.kernel.runtime import Appliance
 from backup.checks import registered_checks
-from backup.errors import BackupError, NoRepository
+from backup.errors import BackupError, DrillFailed, NoRepository
 from backup.jobs import BackupOutcome, run_backup
 from backup.keys import BackupKeys
 from backup.repository import Repository
@@ -201,7 +201,7 @@ def backup_appliance(
                 "restored data differs from the snapshot"
                 + (f" in {', '.join(differing)}" if differing else "")
                 + (f"; failed checks: {'; '.join(failed_checks)}" if failed_checks else ""))
-            raise BackupError(
+            raise DrillFailed(
                 detail=f"archive {outcome.archive_id} failed its drill: {detail}; "
                 f"the previous good archive is still the one to restore"
             )
@@ -373,7 +373,7 @@ def restore_command(
             before = _take_backup(app, settings, repo)
             click.echo(_describe(before))
             if not before.good:
-                raise BackupError(detail="the safety backup failed its drill; nothing was replaced")
+                raise DrillFailed(detail="the safety backup failed its drill; nothing was replaced")
         length = repo.load_manifest(archive_id)["stats"]["bytes_in"]
         with _progress("Restoring", length) as progress:
             result = restore_archive(repo, archive_id, to_url, files_dir=files_dir, force=force, progress=progress)

@@ -16,10 +16,12 @@ from sqlalchemy import ForeignKey, Integer, String, Uuid, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import audit
-from appliance.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from appliance.kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from appliance.kernel.orm import new_id, utcnow
+from appliance.kernel.permissions import Cap
 from appliance.keys import encrypted_field
-from crm.access import Action, Cap, Entity, Policy
-from crm.base import Base, new_id, utcnow
+from crm.access import Action, Entity, Policy
+from crm.base import Base
 from crm.identity import User
 from crm.models import Record
 from crm.queries import ListQuery

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from appliance.db import is_postgres
+from appliance.kernel.db import is_postgres
 from crm.access import Action, Entity, Policy
 from crm.identity import User
 from crm.models import DEAL_STAGES, Activity, Deal

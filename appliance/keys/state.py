@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from appliance.errors import Sealed
+from appliance.kernel.errors import Sealed
 from appliance.keys import files, kernel
 from appliance.keys.errors import KernelKeyringUnavailable
 from appliance.keys.keyring import Keyring, read_document
