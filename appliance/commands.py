@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +29,10 @@ from crm.roles import seed_roles
 
 def _hasher(appliance: Appliance):
     return auth.password_hasher(appliance.settings)
+
+
+#: Written last by ``init --demo``: a demo data directory without it was interrupted.
+DEMO_READY = "demo.ready"
 
 
 @click.command()
@@ -55,10 +62,11 @@ def init(ctx: CliContext, database_url: str | None, demo: bool, seed_value: int,
     if bool(threshold) != bool(holders) and not demo:
         raise ConfigError(detail="give both --threshold M and --holder NAME (N times), or neither "
                                  "and run `appliance keys init` later")
+    _require_writable(data_dir)
     values: dict[str, Any] = {"database_url": database_url or "", "demo": demo,
                               "audit": {"signer": "keyring"}}
     if demo:
-        values["secure_cookies"] = False  # the demo is served over plain http on localhost
+        values |= demo_settings(data_dir)
     write_initial(data_dir, values)
     appliance = ctx.appliance
     started = time.perf_counter()
@@ -80,8 +88,25 @@ def init(ctx: CliContext, database_url: str | None, demo: bool, seed_value: int,
     click.echo(f"Done in {time.perf_counter() - started:.1f} s.")
 
 
+def demo_settings(data_dir: Path) -> dict[str, Any]:
+    """What a demo appliance runs with beyond the defaults: plain http, a local backup target."""
+    return {
+        "secure_cookies": False,  # the demo is served over plain http on localhost
+        "backup": {"target": "local", "schedule": "02:30",
+                   "targets": {"local": {"type": "local", "path": str(data_dir / "backups")}}},
+    }
+
+
+def _require_writable(data_dir: Path) -> None:
+    """Fail before writing anything when the data directory cannot be written."""
+    existing = next((p for p in (data_dir, *data_dir.parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(detail=f"{existing} is not writable by this user; choose a --data-dir "
+                                 "you can write to, or fix its permissions.")
+
+
 def _seed_demo(appliance: Appliance, seed_value: int, accounts: int) -> None:
-    from appliance import demo
+    from appliance import demo, demo_history
 
     click.echo(f"Generating the demo company (seed {seed_value}, {accounts} accounts)...")
     started = time.perf_counter()
@@ -93,6 +118,14 @@ def _seed_demo(appliance: Appliance, seed_value: int, accounts: int) -> None:
     click.echo(f"  {summary.users} users, {summary.accounts} accounts, {summary.contacts} "
                f"contacts, {summary.deals} deals, {summary.activities} activities "
                f"in {time.perf_counter() - started:.1f} s.")
+    started = time.perf_counter()
+    day = demo_history.stage(appliance, seed=seed_value)
+    click.echo(f"  {day.history_events} audit events of {demo_history.HISTORY_DAYS} working days "
+               f"before today; today {day.exporter} exported {day.exported_rows} accounts and "
+               f"{day.scraper} read {day.scraped_rows} contacts through the API: {day.alerts} "
+               f"alert(s) for the officers, in {time.perf_counter() - started:.1f} s.")
+    (appliance.data_dir / "backup-requested").touch()  # the worker's first job: a backup and its drill
+    (appliance.data_dir / DEMO_READY).write_text(f"seed {seed_value}\n")
 
 
 @click.group()
@@ -124,9 +157,13 @@ def db_status(appliance: Appliance) -> None:
               help="Worker processes [default: from the CPU count].")
 def serve(appliance: Appliance, bind: str | None, workers: int | None) -> None:
     """Serve the web UI and the API with gunicorn."""
-    from appliance.server import run
+    from appliance.server import ensure_free, run
 
-    run(appliance, bind or appliance.settings["bind"], workers or default_workers(appliance))
+    bind = bind or appliance.settings["bind"]
+    ensure_free(bind)
+    if appliance.settings["demo"]:
+        click.secho(keys.DEMO_WARNING, fg="yellow", err=True)
+    run(appliance, bind, workers or default_workers(appliance))
 
 
 def default_workers(appliance: Appliance) -> int:
@@ -160,27 +197,94 @@ def worker(appliance: Appliance, once: bool) -> None:
 
 @click.command()
 @data_dir_option
-@click.option("--seed", "seed_value", type=int, default=42, show_default=True)
-@click.option("--bind", default="127.0.0.1:8000", show_default=True)
-@click.pass_obj
-def demo(ctx: CliContext, seed_value: int, bind: str) -> None:
-    """Create the demo appliance if needed, then serve it with its logins printed."""
-    from appliance.demo import DEMO_PASSWORD, NAMED_USERS
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True,
+              help="Seed for a new demo company (same seed, same company).")
+@click.option("--accounts", type=click.IntRange(0, 1_000_000), default=20_000, show_default=True,
+              help="How many accounts a new demo company has.")
+@click.option("--bind", default=None,
+              help="HOST:PORT to listen on [default: the bind setting, env CITADEL_BIND, 127.0.0.1:8000].")
+@click.option("--cards", is_flag=True,
+              help="Also show the smart-card step: the officer signs in with a virtual PIV card.")
+@click.pass_context
+def demo(click_ctx: click.Context, seed_value: int, accounts: int, bind: str | None,
+         cards: bool) -> None:
+    """Create the demo appliance if needed, then run it whole: the web UI and the worker.
 
+    The worker beside the web signs audit checkpoints, makes the first backup and
+    its restore drill, and scores leaks; Ctrl-C stops both.
+    """
+    from appliance.demo import DEMO_PASSWORD, NAMED_USERS
+    from appliance.server import ensure_free, run
+
+    ctx: CliContext = click_ctx.obj
     if not (ctx.data_dir / "citadel.toml").exists():
-        ctx.invoke(init, database_url=None, demo=True, seed_value=seed_value, accounts=20_000)
+        _require_writable(ctx.data_dir)
+        if bind:  # a busy port is found before a minute of generating, not after
+            ensure_free(bind, hint=DEMO_PORT_HINT)
+        click_ctx.invoke(init, database_url=None, demo=True, seed_value=seed_value,
+                         accounts=accounts, threshold=None, holders=(), share_dir=None)
     appliance = ctx.appliance
-    if not appliance.settings["demo"]:
-        raise ConfigError(detail=f"{ctx.data_dir} is not a demo appliance; use `appliance serve`.")
+    _check_demo_dir(appliance)
+    bind = bind or appliance.settings["bind"]
+    ensure_free(bind, hint=DEMO_PORT_HINT)
+    card_demo = _start_card_demo(appliance, f"http://{bind}") if cards else None
     click.secho("\n  DEMO APPLIANCE: demo data, demo passwords, not for real clients.\n",
                 fg="yellow", bold=True)
-    click.echo(f"  Open http://{bind}/ and sign in (password for everyone: {DEMO_PASSWORD}):")
+    click.echo(f"  Open http://{bind}/ and sign in as one of these (password for everyone: "
+               f"{DEMO_PASSWORD}):")
     for username, full_name, roles, _team in NAMED_USERS:
         click.echo(f"    {username:<8} {full_name:<14} {', '.join(roles)}")
-    click.echo("")
-    from appliance.server import run
+    if card_demo is not None:
+        click.echo(f"  {card_demo.user} signs in with the virtual card {card_demo.describe()}.")
+    click.echo("  Ctrl-C stops the web server and the worker.\n")
+    worker_process = _start_worker(appliance)
+    try:
+        run(appliance, bind, default_workers(appliance))
+    finally:
+        _stop(worker_process)
+        if card_demo is not None:
+            card_demo.stop()
 
-    run(appliance, bind, default_workers(appliance))
+
+DEMO_PORT_HINT = ("choose a free port: `make demo PORT=8080`, `appliance demo --bind 127.0.0.1:8080`, "
+                  "or the bind setting (CITADEL_BIND)")
+
+
+def _check_demo_dir(appliance: Appliance) -> None:
+    """A demo directory that is whole, of this version, and a demo at all."""
+    data_dir = appliance.data_dir
+    if not appliance.settings["demo"]:
+        raise ConfigError(detail=f"{data_dir} is not a demo appliance; use `appliance serve`.")
+    if not (data_dir / DEMO_READY).exists():
+        raise ConfigError(detail=f"{data_dir} holds a demo that was interrupted while it was being "
+                                 f"made; remove it (`rm -rf {data_dir}`) and run the demo again.")
+    if not is_current(appliance.engine):
+        raise ConfigError(detail=f"{data_dir} was made by another version of Citadel; run "
+                                 f"`appliance db upgrade --data-dir {data_dir}`, or remove it for a "
+                                 "fresh demo.")
+
+
+def _start_worker(appliance: Appliance) -> subprocess.Popen[bytes]:
+    """``appliance worker`` for the same data directory, as a child that Ctrl-C also reaches."""
+    return subprocess.Popen([sys.executable, "-m", "appliance", "--data-dir",  # noqa: S603
+                             str(appliance.data_dir), "worker"])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Ask the worker to stop between jobs; end it if it does not within the grace time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _start_card_demo(appliance: Appliance, origin: str):  # noqa: ANN202 - see appliance.card_demo
+    from appliance.card_demo import start
+
+    return start(appliance, origin)
 
 
 # -- users -----------------------------------------------------------------

@@ -3,11 +3,16 @@ fork, so no database connection is ever shared between processes."""
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from appliance.kernel.errors import ConfigError
 from appliance.kernel.runtime import Appliance
+
+SERVE_PORT_HINT = "choose another with `appliance serve --bind HOST:PORT` or the bind setting (CITADEL_BIND)"
 
 
 class CitadelServer(BaseApplication):
@@ -38,4 +43,22 @@ def run(appliance: Appliance, bind: str, workers: int) -> None:
         "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
         "forwarded_allow_ips": "127.0.0.1",
         "proc_name": "citadel",
+        "control_socket_disable": True,  # one appliance, no gunicorn control socket shared in $HOME
     }).run()
+
+
+def ensure_free(bind: str, hint: str = SERVE_PORT_HINT) -> None:
+    """Fail with one line when ``bind`` is malformed or taken, before gunicorn retries it."""
+    host, sep, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(detail=f"bind must be HOST:PORT, such as 127.0.0.1:8000 (got {bind!r})")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(detail=f"port {port} on {host} is already in use; {hint}.") from None
+            raise ConfigError(detail=f"cannot listen on {bind} ({exc.strerror}); {hint}.") from None

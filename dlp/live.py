@@ -88,13 +88,20 @@ def _activity(rows: list[AuditEvent]) -> list[AuditEvent]:
     return [r for r in rows if not r.action.startswith(NOT_ACTIVITY)]
 
 
-def retrain(appliance: Appliance) -> int:
-    """Fit the baselines on the last ``HISTORY_DAYS`` days; returns how many events it used."""
-    since = datetime.now(UTC) - timedelta(days=HISTORY_DAYS)
+def retrain(appliance: Appliance, until: datetime | None = None) -> int:
+    """Fit the baselines on the last ``HISTORY_DAYS`` days; returns how many events it used.
+
+    With ``until``, only events before it are learnt and scoring resumes after the
+    last of them, so whatever happened since is judged, not learnt as normal.
+    """
+    since = (until or datetime.now(UTC)) - timedelta(days=HISTORY_DAYS)
     with appliance.session() as db:
         known = people(db)
-        rows = db.scalars(select(AuditEvent).where(AuditEvent.ts >= since).order_by(AuditEvent.seq)).all()
-        last = rows[-1].seq if rows else _head(db)
+        stmt = select(AuditEvent).where(AuditEvent.ts >= since)
+        if until is not None:
+            stmt = stmt.where(AuditEvent.ts < until)
+        rows = db.scalars(stmt.order_by(AuditEvent.seq)).all()
+        last = rows[-1].seq if rows else (-1 if until is not None else _head(db))
     history = _activity(list(rows))
     vocab = Vocabulary()
     table, _report = table_from_dicts([as_scored(r, known) for r in history], vocab,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.exceptions import NoArgsIsHelpError
 from sqlalchemy.exc import OperationalError
 
 from appliance.kernel.config import resolve_data_dir
@@ -78,13 +79,41 @@ class CitadelGroup(click.Group):
     anything else is a bug: one line, and the traceback only with ``CITADEL_DEBUG=1``.
     """
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Usage mistakes (an unknown flag, a missing argument) are one line too."""
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            super().main(*args, **{**kwargs, "standalone_mode": False})
+        except NoArgsIsHelpError as exc:  # a group named alone: its help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else self.name
+            click.secho(f"Error: {exc.format_message()} See `{where} --help`.", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:  # `appliance user list | head`: the reader has had enough
+            # as the Python docs advise: no second error when the interpreter flushes stdout
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        sys.exit(0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CitadelError as exc:
             click.secho(f"Error: {exc.message}", fg="red", err=True)
             sys.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
+                BrokenPipeError):
             raise
         except OperationalError as exc:
             click.secho("Error: the database cannot be reached or refused the work "

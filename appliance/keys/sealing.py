@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -365,8 +364,9 @@ def auto_unseal_demo(data_dir: Path) -> Keyring:
         raise KeysNotInitialised(data_dir=data_dir) from None
     except (StopIteration, ValueError):
         raise KeyringTampered(path=path, detail="it does not hold a hex key") from None
-    log.warning(DEMO_WARNING)
-    print(DEMO_WARNING, file=sys.stderr)
+    # Each process of a demo unseals itself; the command that starts them says it once, and
+    # every page shows a banner, so the log keeps it quietly.
+    log.info(DEMO_WARNING)
     try:
         return activate(data_dir, master, source="demo key file", demo=True)
     except KernelKeyringUnavailable:

@@ -39,8 +39,8 @@ def project_modules() -> list[str]:
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
-            if "migrations" in parts or "roles" in parts:
-                continue
+            if "migrations" in parts or "roles" in parts or parts[-1] == "__main__":
+                continue  # migrations run under Alembic; ``__main__`` runs the CLI when imported
             names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
 

@@ -1,4 +1,4 @@
-"""A few crashes at random moments (the long campaign is `python -m tests.verify.run`)."""
+"""Crashes at random moments: campaigns, so part of `make verify` (and `python -m tests.verify.run`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from tests.verify import crashes
 
 
+@pytest.mark.slow
 def test_a_few_crashes_lose_nothing(private_postgres, tmp_path):
     report = crashes.run(tmp_path, iterations=4, seed=7, accounts=300, restart_sec=0.5,
                          web_workers=2, progress=False)

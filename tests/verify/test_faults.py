@@ -14,10 +14,12 @@ def _holds(report: faults.FaultReport) -> None:
     assert report.ok, report.problems
 
 
+@pytest.mark.slow
 def test_database_unreachable(private_postgres):
     _holds(faults.database_unreachable(down_seconds=2))
 
 
+@pytest.mark.slow
 def test_disk_full(private_postgres):
     _holds(faults.disk_full())
 
