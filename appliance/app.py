@@ -61,6 +61,7 @@ def _add_domains(app: Flask) -> None:
 
     crm_hooks.watermark.provide(watermark)
     crm_hooks.canary_positions.provide(canary_positions)
+    crm_hooks.first_tool.provide(web.first_tool)
     parent = api.create_api()
     for domain in (audit, crm, dlp, backup):
         domain.init_app(app, parent)

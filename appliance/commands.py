@@ -51,11 +51,32 @@ DEMO_READY = "demo.ready"
               help="A key holder (repeat: N holders); each types a passphrase for their share file.")
 @click.option("--share-dir", type=click.Path(file_okay=False), default=None,
               help="Where to write the share files [default: DATA_DIR/keys/shares].")
+@click.option("--restore-from", "restore_from", default=None, metavar="TARGET",
+              help="Rebuild a lost appliance from its backups: a target directory, or a target "
+                   "name in --target-config.")
+@click.option("--target-config", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="With --restore-from: a TOML file with [backup.targets.<name>] tables.")
+@click.option("--archive", default="latest", show_default=True, help="With --restore-from: the archive.")
+@click.option("--recovery-key", "use_recovery", is_flag=True,
+              help="With --restore-from: unseal with the printed recovery key (asked for).")
+@click.option("--share", "share_files", multiple=True, type=click.Path(dir_okay=False),
+              help="With --restore-from: a holder's share file (repeat); default: key cards.")
 @click.pass_obj
 def init(ctx: CliContext, database_url: str | None, demo: bool, seed_value: int, accounts: int,
-         threshold: int | None, holders: tuple[str, ...], share_dir: str | None) -> None:
-    """Create an appliance: data directory, configuration, keys, database schema, built-in roles."""
+         threshold: int | None, holders: tuple[str, ...], share_dir: str | None,
+         restore_from: str | None = None, target_config: Path | None = None, archive: str = "latest",
+         use_recovery: bool = False, share_files: tuple[str, ...] = ()) -> None:
+    """Create an appliance: data directory, configuration, keys, database schema, built-in roles.
+
+    With --restore-from, rebuild it instead from a backup target and its key holders alone.
+    """
     data_dir = ctx.data_dir
+    if restore_from:
+        from backup.cli import init_from_target
+
+        init_from_target(data_dir, restore_from, target_config=target_config, database_url=database_url,
+                         archive=archive, use_recovery=use_recovery, share_files=share_files)
+        return
     if (data_dir / "citadel.toml").exists():
         raise ConfigError(detail=f"{data_dir} already holds an appliance; choose another "
                                  "--data-dir or remove it first.")

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, g, jsonify, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -119,6 +119,15 @@ def navigation() -> list[tuple[str | None, list[NavLink]]]:
         if shown:
             sections.append((section, shown))
     return sections
+
+
+def first_tool() -> str | None:
+    """Where a person whose role works with no client records starts: their first menu entry."""
+    for _section, links in navigation():
+        for link in links:
+            if link.endpoint != "home.index":
+                return url_for(link.endpoint)
+    return None
 
 
 def _may_see(pol: Policy, right: Any) -> bool:

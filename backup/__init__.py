@@ -14,6 +14,11 @@ What the rest of Citadel calls:
 - ``backup.jobs.run_backup(target, keys, database_url, ...)``: snapshot,
   archive, drill, signed catalogue record; ``BackupOutcome.good`` says if it counts.
 - ``backup.restore.restore_archive`` and ``backup.verify.run_drill`` for one archive.
+- ``backup.disaster``: the wrapped key files copied to targets, the rebuild of a
+  lost appliance from a target alone (``appliance init --restore-from``) and
+  the recovery drill; ``register_recovery_check`` adds checks to that drill.
+- ``backup.ledger``: the audit log's record of backups compared with a target;
+  ``on_missing_archives`` is how deleted or rolled-back archives raise an alert.
 - ``backup.checks.register_check(name, check)``: extra checks every drill runs.
 - ``backup.keys.BackupKeys``: the keys, handed in by the caller (on the
   appliance: ``backup.cli.keys_from_appliance``).
@@ -23,8 +28,9 @@ files), ``chunker`` (page and FastCDC chunking), ``envelope`` (AES-256-GCM
 objects, Ed25519 signatures), ``archive`` (packs, index, writer and reader),
 ``repository`` (layout, manifests, catalogue), ``tabledigest`` / ``rowhash``
 (backend-independent table digests), ``targets`` (local, removable, SFTP, S3),
-``retention`` (grandfather-father-son, safe pruning), ``settings`` (the
-``[backup]`` table of citadel.toml).
+``retention`` (grandfather-father-son, keep-last, keep-within, safe pruning),
+``scratch`` (scratch directories a killed run leaves are removed by the next),
+``settings`` (the ``[backup]`` table of citadel.toml).
 """
 
 from __future__ import annotations

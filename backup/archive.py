@@ -17,7 +17,7 @@ import hmac
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -26,7 +26,7 @@ import zstandard
 
 from backup.chunker import Chunker, ContentChunker, PageChunker, seed_from_key
 from backup.envelope import KIND_INDEX, KIND_PACK, seal, unseal
-from backup.errors import ArchiveDamaged, BackupError
+from backup.errors import ArchiveDamaged, BackupError, PackDamaged
 from backup.repository import (
     FORMAT,
     Repository,
@@ -120,9 +120,17 @@ class ArchiveWriter:
         pack_target: int = PACK_TARGET,
         level: int = ZSTD_LEVEL,
         archive_id: str | None = None,
+        avoid: Collection[str] = (),
+        repack: Collection[str] = (),
     ) -> None:
+        """``avoid`` names packs (``archives/<id>/packs/<seq>``) never to reuse: known to be
+        damaged or missing, so their chunks are stored again from the data being written.
+        ``repack`` names packs mostly holding chunks nothing new needs: not reusing them
+        either lets prune delete them once older archives go (space is reclaimed)."""
         self.repo = repo
         self.archive_id = archive_id or new_archive_id()
+        self.healed: list[str] = []
+        self.repacked: list[str] = []
         self.created = utc_now()
         self.parent_id = parent["archive_id"] if parent else None
         self.stats = WriteStats()
@@ -143,7 +151,7 @@ class ArchiveWriter:
         self._inflight: deque[Future[None]] = deque()
         self._max_inflight = workers * 2
         if parent is not None:
-            self._load_parent_index(parent)
+            self._load_parent_index(parent, set(avoid), set(repack))
 
     # -- chunkers ----------------------------------------------------------
     def content_chunker(self) -> ContentChunker:
@@ -154,11 +162,16 @@ class ArchiveWriter:
         return PageChunker(page_size)
 
     # -- dedup index from the parent --------------------------------------
-    def _load_parent_index(self, parent: dict[str, Any]) -> None:
-        """Learn the chunk ids of every pack the parent uses (if keyed with today's key)."""
+    def _load_parent_index(self, parent: dict[str, Any], avoid: set[str], repack: set[str]) -> None:
+        """Learn the chunk ids of every pack the parent uses (if keyed with today's key),
+        except the packs to avoid or repack."""
         if parent.get("key_version") != self.repo.keys.key_version:
             return
-        wanted = {(p["archive"], p["seq"]): p for p in parent["packs"]}
+        names = [pack_name(p["archive"], p["seq"]) for p in parent["packs"]]
+        self.healed = sorted(n for n in names if n in avoid)
+        self.repacked = sorted(n for n in names if n in repack and n not in avoid)
+        wanted = {(p["archive"], p["seq"]): p for p, name in zip(parent["packs"], names, strict=True)
+                  if name not in avoid and name not in repack}
         for creator in sorted({a for a, _ in wanted}):
             try:
                 table = read_index(self.repo, creator)
@@ -375,34 +388,47 @@ class ArchiveReader:
         return [f for f in self.manifest["files"] if role is None or f["role"] == role]
 
     def read_pack(self, index: int) -> list[memoryview]:
-        """Fetch, authenticate, decompress and check one pack; its chunks."""
+        """Fetch, authenticate, decompress and check one pack; its chunks.
+
+        Any fault raises ``PackDamaged`` naming the pack, so the next backup
+        knows not to reuse it (it re-uploads those chunks from the live data).
+        """
         info = self.manifest["packs"][index]
         name = pack_name(info["archive"], info["seq"])
+
+        def damaged(detail: str) -> PackDamaged:
+            return PackDamaged(archive=self.archive_id, pack=name, detail=detail)
+
         try:
             blob = self.repo.target.get(name)
         except FileNotFoundError:
-            raise ArchiveDamaged(archive=self.archive_id, detail=f"{name} is missing") from None
+            raise damaged(f"{name} is missing") from None
         if len(blob) != info["size"] or hashlib.sha256(blob).hexdigest() != info["sha256"]:
-            raise ArchiveDamaged(archive=self.archive_id, detail=f"{name} is not the pack the manifest lists")
-        compressed = unseal(
-            self.repo.keys,
-            self.repo.repo_id,
-            KIND_PACK,
-            blob,
-            info["archive"],
-            info["seq"],
-            what=name,
-        )
+            raise damaged(f"{name} is not the pack the manifest lists")
+        try:
+            compressed = unseal(
+                self.repo.keys,
+                self.repo.repo_id,
+                KIND_PACK,
+                blob,
+                info["archive"],
+                info["seq"],
+                what=name,
+            )
+        except PackDamaged:
+            raise
+        except ArchiveDamaged as exc:
+            raise damaged(str(exc.facts.get("detail", exc))) from None
         try:
             ids, chunks = decode_pack(zstandard.ZstdDecompressor().decompress(compressed))
         except (zstandard.ZstdError, ValueError, struct.error) as exc:
-            raise ArchiveDamaged(archive=self.archive_id, detail=f"{name} cannot be decoded") from exc
+            raise damaged(f"{name} cannot be decoded") from exc
         if len(ids) != info["chunks"]:
-            raise ArchiveDamaged(archive=self.archive_id, detail=f"{name} has a wrong chunk count")
+            raise damaged(f"{name} has a wrong chunk count")
         key = self._id_key(blob)
         for cid, chunk in zip(ids, chunks, strict=True):
             if not hmac.compare_digest(hmac.digest(key, chunk, "sha256")[:CHUNK_ID_BYTES], cid):
-                raise ArchiveDamaged(archive=self.archive_id, detail=f"a chunk of {name} has a wrong id")
+                raise damaged(f"a chunk of {name} has a wrong id")
         with self._stats_lock:  # packs are read by several threads
             if info["archive"] == self.archive_id:
                 self._own_ids[info["seq"]] = ids

@@ -28,6 +28,15 @@ class ArchiveDamaged(BackupError):
     code = "backup_damaged"
 
 
+class PackDamaged(ArchiveDamaged):
+    """Backup archive {archive} is damaged or was tampered with ({detail}); use an older one."""
+
+    @property
+    def pack(self) -> str:
+        """The object name of the damaged or missing pack."""
+        return str(self.facts["pack"])
+
+
 class WrongKey(BackupError):
     """The backup key (version {version}) cannot open this repository: {detail}."""
     code = "backup_key"
@@ -39,6 +48,25 @@ class ArchiveNotFound(NotFound):
 
 class NoRepository(ArchiveNotFound):
     """There are no backups on {target} yet: run `appliance backup run` first."""
+
+
+class RepositoryConfigMissing(BackupError):
+    """Backup target {target} holds archives but no repository config (deleted or lost);
+    nothing was written: a new repository would make every archive there unreadable. Put the
+    `config` object back from a copy of the target, or start over with
+    `appliance backup init-target --force`."""
+
+    exit_code = 2
+    code = "backup_config_missing"
+
+
+class RepositoryRolledBack(BackupError):
+    """Backup target {target} lacks archives the audit log records: {detail}. They were
+    deleted or the target was rolled back to older contents; check the target and the
+    officers' alert."""
+
+    exit_code = 2
+    code = "backup_rolled_back"
 
 
 class TargetUnavailable(BackupError):

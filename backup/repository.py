@@ -38,7 +38,7 @@ from backup.envelope import (
     signed_document,
     unseal,
 )
-from backup.errors import ArchiveDamaged, ArchiveNotFound, NoRepository, WrongKey
+from backup.errors import ArchiveDamaged, ArchiveNotFound, NoRepository, RepositoryConfigMissing, WrongKey
 from backup.keys import BackupKeys
 from backup.targets.base import Target
 
@@ -46,6 +46,9 @@ FORMAT = 1
 CONFIG = "config"
 STATUS_VERIFIED = "verified"
 STATUS_FAILED = "failed"
+#: the drill could not run to the end for a reason outside the archive (a full disk,
+#: an unreachable target or scratch server): nothing is known against the archive
+STATUS_UNVERIFIED = "could-not-verify"
 _ARCHIVE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
@@ -82,6 +85,11 @@ def utc_now() -> str:
 def key_check(keys: BackupKeys, repo_id: bytes) -> str:
     """A value that shows the data key is right without revealing anything about it."""
     return hmac.new(keys.subkey("manifest", repo_id), b"citadel-backup key check", "sha256").hexdigest()[:32]
+
+
+def holds_repository_objects(target: Target) -> bool:
+    """Whether ``target`` holds archives or catalogue records (with or without a config)."""
+    return bool(target.list("archives/") or target.list("catalogue/"))
 
 
 @dataclass(frozen=True)
@@ -130,15 +138,11 @@ class Repository:
         except FileNotFoundError:
             if not create:
                 raise NoRepository(target=target.label) from None
-            repo_id = os.urandom(16)
-            body = {
-                "format": FORMAT,
-                "repo_id": repo_id.hex(),
-                "created": utc_now(),
-                "key_check": {str(keys.key_version): key_check(keys, repo_id)},
-            }
-            target.put(CONFIG, signed_document(keys, "config", body))
-            return cls(target, keys, repo_id)
+            if holds_repository_objects(target):
+                # a new config would make every archive there unreadable, and prune would
+                # then delete them: a lost config is never a reason to start over
+                raise RepositoryConfigMissing(target=target.label) from None
+            return cls.initialise(target, keys)
         try:
             body = read_signed_document(keys, "config", raw, what="repository config")
         except ArchiveDamaged:
@@ -155,6 +159,19 @@ class Repository:
                 version=keys.key_version,
                 detail="it is not the data key this repository was made with",
             )
+        return cls(target, keys, repo_id)
+
+    @classmethod
+    def initialise(cls, target: Target, keys: BackupKeys) -> Repository:
+        """Write a new repository config (a new repository id) on ``target``, replacing any."""
+        repo_id = os.urandom(16)
+        body = {
+            "format": FORMAT,
+            "repo_id": repo_id.hex(),
+            "created": utc_now(),
+            "key_check": {str(keys.key_version): key_check(keys, repo_id)},
+        }
+        target.put(CONFIG, signed_document(keys, "config", body))
         return cls(target, keys, repo_id)
 
     # -- manifests ---------------------------------------------------------

@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,10 +63,13 @@ def restore_archive(
     progress: Progress | None = None,
     reader: ArchiveReader | None = None,
     durable: bool = True,
+    skip_files: Collection[str] = (),
 ) -> RestoreResult:
     """Restore ``archive_id`` into ``database_url`` (and its files into ``files_dir``).
 
     ``durable=False`` skips the fsyncs, for scratch copies that are thrown away.
+    ``skip_files`` names files (relative to the data directory) left out, e.g.
+    key files a disaster recovery already took, newer, from the repository.
     """
     started = time.perf_counter()
     reader = reader or ArchiveReader(repo, archive_id)
@@ -92,6 +95,8 @@ def restore_archive(
     restored = []
     if files_dir is not None:
         for item in reader.files("file"):
+            if item["path"].removeprefix("files/") in skip_files:
+                continue
             path = restore_file(reader, item, files_dir, progress=progress, durable=durable)
             restored.append(str(path))
     return RestoreResult(
@@ -148,8 +153,12 @@ def _admin_engine(url: str):
     return create_engine(sqlalchemy_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
 
 
-def prepare_postgres_database(url: str, *, force: bool) -> None:
-    """Create the target database; refuse (or, forced, recreate) one that has tables."""
+def prepare_postgres_database(url: str, *, force: bool) -> bool:
+    """Create the target database; refuse (or, forced, recreate) one that has tables.
+
+    Returns whether the database is new (did not exist before), so that a failed
+    restore can drop what it created and leave nothing half-made behind.
+    """
     name = make_url(url).database
     if not name:
         raise BackupError(detail="the PostgreSQL URL names no database")
@@ -174,6 +183,18 @@ def prepare_postgres_database(url: str, *, force: bool) -> None:
                     raise RestoreRefused(detail=f"PostgreSQL database {name}")
                 conn.exec_driver_sql(f"DROP DATABASE {quoted} WITH (FORCE)")
             conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+            return not exists
+    finally:
+        admin.dispose()
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop the database at ``url`` (one this restore created and could not finish)."""
+    admin = _admin_engine(url)
+    try:
+        with admin.connect() as conn:
+            quoted = admin.dialect.identifier_preparer.quote(make_url(url).database)
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
     finally:
         admin.dispose()
 
@@ -186,11 +207,26 @@ def restore_postgres(
     force: bool,
     progress: Progress | None,
 ) -> None:
-    """Create the database and stream the dump into ``pg_restore``."""
+    """Create the database and stream the dump into ``pg_restore``.
+
+    If the restore fails, a database this call created is dropped again: a
+    half-filled database at the destination could be mistaken for a restore.
+    """
     program = shutil.which("pg_restore")
     if program is None:
         raise BackupError(detail="pg_restore is not installed (apt-get install postgresql-client)")
-    prepare_postgres_database(url, force=force)
+    created = prepare_postgres_database(url, force=force)
+    try:
+        _pg_restore(program, reader, entry, url, progress)
+    except BaseException:
+        if created:
+            with contextlib.suppress(Exception):  # the restore's own error is the one to report
+                drop_postgres_database(url)
+        raise
+
+
+def _pg_restore(program: str, reader: ArchiveReader, entry: dict[str, Any], url: str,
+                progress: Progress | None) -> None:
     args, env = libpq_args(url)
     proc = subprocess.Popen(  # noqa: S603 - fixed program (on PATH), arguments from the URL
         [program, "--no-owner", "--exit-on-error", "--single-transaction", *args],

@@ -7,43 +7,70 @@ recent periods that have one, and always the newest archive of all.
 ``plan_prune`` applies it to a repository's verified archives and never:
 deletes the newest verified archive; deletes a pack a kept archive still
 references (archives share packs through deduplication); touches an archive
-started within the grace period (it may still be uploading). Failed and
-interrupted archives are removed once the grace period is over, and so are
-unfinished uploads.
+started within the grace period (it may still be uploading); deletes an
+archive whose drill could not run ("could not verify": nothing is known
+against it). Failed and interrupted archives are removed once the grace
+period is over, and so are unfinished uploads.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from backup.errors import ArchiveDamaged, ArchiveNotFound, BackupError
-from backup.repository import Repository, catalogue_name, index_name, manifest_name, pack_name
+from backup.repository import (
+    STATUS_UNVERIFIED,
+    Repository,
+    catalogue_name,
+    index_name,
+    manifest_name,
+    pack_name,
+)
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Policy:
-    """How many periods of each kind keep one archive ([backup.keep] in citadel.toml)."""
+    """What to keep ([backup.keep] in citadel.toml): the newest archive of each of the N most
+    recent periods of each kind, plus the ``last`` newest archives, plus every archive
+    ``within`` of the newest one (as restic's ``--keep-within``)."""
 
     daily: int = 7
     weekly: int = 4
     monthly: int = 12
     yearly: int = 0
+    last: int = 0
+    within: timedelta = timedelta(0)
 
     @classmethod
     def from_config(cls, table: dict[str, Any]) -> Policy:
         """The policy from ``[backup.keep]``, unknown or negative values refused."""
-        unknown = set(table) - {"daily", "weekly", "monthly", "yearly"}
+        unknown = set(table) - {"daily", "weekly", "monthly", "yearly", "last", "within"}
         if unknown:
             raise BackupError(detail=f"unknown [backup.keep] settings: {', '.join(sorted(unknown))}")
-        values = {k: int(v) for k, v in table.items()}
-        if any(v < 0 for v in values.values()):
-            raise BackupError(detail="[backup.keep] counts cannot be negative")
-        return cls(**values)
+        counts = {k: v for k, v in table.items() if k != "within"}
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in counts.values()):
+            raise BackupError(detail="[backup.keep] counts must be whole numbers >= 0")
+        within = parse_duration(table["within"]) if "within" in table else timedelta(0)
+        return cls(**counts, within=within)
+
+
+_DURATION = re.compile(r"(\d+)([hdw])")
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_duration(text: Any) -> timedelta:
+    """``"36h"``, ``"7d"``, ``"2w3d"``: a duration in hours, days and weeks."""
+    spelled = str(text).strip().lower()
+    parts = _DURATION.findall(spelled)
+    if not parts or "".join(n + u for n, u in parts) != spelled:
+        raise BackupError(detail=f"[backup.keep] within must look like 36h, 7d or 2w3d, not {text!r}")
+    return sum((int(n) * _UNITS[u] for n, u in parts), timedelta(0))
 
 
 _PERIODS: dict[str, Callable[[datetime], tuple[int, ...]]] = {
@@ -59,7 +86,9 @@ def keep(items: Iterable[T], policy: Policy, when: Callable[[T], datetime] = lam
     ordered = sorted(items, key=when, reverse=True)
     if not ordered:
         return set()
-    kept = {ordered[0]}
+    kept = {ordered[0], *ordered[: policy.last]}
+    newest = when(ordered[0])
+    kept |= {item for item in ordered if newest - when(item) <= policy.within}
     for name, period in _PERIODS.items():
         slots = getattr(policy, name)
         seen: set[tuple[int, ...]] = set()
@@ -107,7 +136,10 @@ def plan_prune(
     now = now or datetime.now(UTC)
     records, _bad = repo.catalogue()
     good = [r.archive_id for r in repo.good_archives()]
-    kept = keep(good, policy, archive_time)
+    # an archive whose drill could not run (full disk, unreachable server) is unproven, not
+    # damaged: nothing is known against it, so it is never deleted on that basis
+    unproven = {r.archive_id for r in records if r.status == STATUS_UNVERIFIED}
+    kept = keep(good, policy, archive_time) | unproven
     started = repo.started_archive_ids()
     recent = {a for a in started if now - archive_time(a) < grace}
     recorded = {r.archive_id for r in records}

@@ -5,9 +5,12 @@
     [backup]
     target = "offsite"             # the target used when --target is not given
     files = ["citadel.toml", "secret_key", "keys/keyring.json", "keys/seal.json", "attachments", "audit"]
+    # (the wrapped key files are also copied to every target outside the archives, for recovery)
     scratch_url = "postgresql://postgres@127.0.0.1/postgres"   # server for PostgreSQL drills
     schedule = "02:30"             # daily, UTC, for `appliance worker`
     workers = 2                    # compression/encryption threads
+    recovery_drill_days = 7        # every N days after a scheduled backup, rebuild the whole
+                                   # appliance from the target alone in scratch space (0: never)
 
     [backup.keep]                  # grandfather-father-son retention
     daily = 7
@@ -38,9 +41,9 @@ from backup.retention import Policy
 from backup.targets import Target, open_target
 
 DEFAULT_FILES = ["citadel.toml", "secret_key", "keys/keyring.json", "keys/seal.json", "attachments",
-                 "audit/anchor.log", "audit/signing.key", "audit/signing.pub", "audit/trusted"]
+                 "audit/anchor.log", "audit/signing.key", "audit/signing.pub", "audit/trusted", "audit/archive"]
 _SCHEDULE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-_KNOWN = {"target", "files", "scratch_url", "schedule", "workers", "keep", "targets"}
+_KNOWN = {"target", "files", "scratch_url", "schedule", "workers", "keep", "targets", "recovery_drill_days"}
 
 
 @dataclass
@@ -55,6 +58,7 @@ class BackupSettings:
     schedule: str | None
     workers: int = 2
     keep: Policy = field(default_factory=Policy)
+    recovery_drill_days: int = 7
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> BackupSettings:
@@ -68,6 +72,9 @@ class BackupSettings:
         for table in ("targets", "keep"):
             if not isinstance(section.get(table, {}), dict):
                 raise BackupNotConfigured(detail=f"[backup.{table}] must be a TOML table")
+        drill_days = section.get("recovery_drill_days", 7)
+        if not isinstance(drill_days, int) or isinstance(drill_days, bool) or drill_days < 0:
+            raise BackupNotConfigured(detail="[backup] recovery_drill_days must be a whole number >= 0 (0: never)")
         files = section.get("files")
         if files is not None and (not isinstance(files, list) or not all(isinstance(f, str) for f in files)):
             raise BackupNotConfigured(detail="[backup] files must be a list of paths or globs")
@@ -80,6 +87,7 @@ class BackupSettings:
             schedule=schedule,
             workers=int(section.get("workers", 2)),
             keep=Policy.from_config(dict(section.get("keep") or {})),
+            recovery_drill_days=drill_days,
         )
 
     def next_run(self, after: datetime) -> datetime | None:

@@ -15,22 +15,33 @@ is a failure too. Give it a ``name`` attribute or pass ``(name, check)``.
 from __future__ import annotations
 
 import base64
+import errno
 import secrets
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
+from backup import scratch as scratch_dirs
 from backup.archive import ArchiveReader
 from backup.envelope import canonical_json, check_signature, sign
-from backup.errors import BackupError, WrongKey
+from backup.errors import (
+    ArchiveDamaged,
+    ArchiveNotFound,
+    BackupError,
+    BackupNotConfigured,
+    PackDamaged,
+    TargetUnavailable,
+    WrongKey,
+)
 from backup.keys import BackupKeys
 from backup.repository import Repository, utc_now
 from backup.restore import _admin_engine, restore_archive
@@ -86,7 +97,7 @@ def run_drill(
         "checks": [],
         "error": None,
     }
-    scratch_dir = Path(tempfile.mkdtemp(prefix="citadel-drill-", dir=workdir))
+    scratch_dir = Path(tempfile.mkdtemp(prefix=scratch_dirs.prefix("drill"), dir=workdir))
     database_url = None
     source_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-source-digest")
     try:
@@ -127,8 +138,12 @@ def run_drill(
         report["ok"] = tables_ok and checks_ok
     except BackupError as exc:
         report["error"] = exc.message
+        report["could_not_verify"] = environmental(exc)
+        if isinstance(exc, PackDamaged):
+            report["bad_packs"] = [exc.pack]  # the next backup stores those chunks anew
     except Exception as exc:  # noqa: BLE001 - a drill reports every failure, it never crashes
         report["error"] = f"{type(exc).__name__}: {exc}"
+        report["could_not_verify"] = environmental(exc)
     finally:
         source_pool.shutdown(wait=True, cancel_futures=True)
         _drop_scratch(database_url, scratch_url)
@@ -138,11 +153,38 @@ def run_drill(
     return sign_report(repo.keys, report)
 
 
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ENOMEM, errno.EMFILE,
+                       errno.ENFILE, errno.EACCES, errno.EPERM}
+_ENVIRONMENT_WORDS = ("no space left", "disk is full", "disk quota", "could not extend file",
+                      "connection refused", "could not connect", "connection timed out")
+
+
+def environmental(exc: BaseException) -> bool:
+    """Whether a drill stopped because of where it ran, not because of the archive.
+
+    A full scratch disk, an unreachable target or scratch server, or a lack of
+    memory proves nothing against the archive: its run is "could not verify",
+    never "failed". Anything the archive's own bytes caused (a bad tag, a missing
+    pack, a wrong digest) is damage.
+    """
+    if isinstance(exc, ArchiveDamaged | ArchiveNotFound | WrongKey):
+        return False
+    if isinstance(exc, TargetUnavailable | BackupNotConfigured | MemoryError | ConnectionError | TimeoutError
+                  | BrokenExecutor):
+        return True  # the target, a setting or the machine (a worker process killed, say) failed
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        return exc.errno in _ENVIRONMENT_ERRNOS
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        return True  # the scratch database could not be reached or written
+    text = str(getattr(exc, "message", None) or exc).lower()
+    return any(word in text for word in _ENVIRONMENT_WORDS)
+
+
 def _scratch_database(backend: str, scratch_dir: Path, scratch_url: str | None) -> str:
     if backend == SQLITE:
         return f"sqlite:///{scratch_dir / 'drill.db'}"
     if not scratch_url:
-        raise BackupError(detail="a PostgreSQL drill needs a scratch server URL ([backup] scratch_url)")
+        raise BackupNotConfigured(detail="a PostgreSQL drill needs a scratch server URL ([backup] scratch_url)")
     name = f"citadel_drill_{secrets.token_hex(6)}"
     return make_url(scratch_url).set(database=name).render_as_string(hide_password=False)
 

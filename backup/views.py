@@ -27,7 +27,8 @@ def _appliance() -> Any:
 @login_required
 def index() -> str:
     require(Cap.BACKUPS_ADMIN)
-    from backup.cli import _repository, _rows
+    from backup.cli import _missing, _missing_row, _repository, _rows
+    from backup.ledger import summary
     from backup.settings import BackupSettings
 
     appliance = _appliance()
@@ -39,7 +40,13 @@ def index() -> str:
             status["next_run"] = settings.next_run(datetime.now(UTC))
             with _repository(appliance, None) as (_settings, repo):
                 status["rows"] = _rows(repo)
+                missing = _missing(appliance, repo.target)  # deleted or rolled back: IT must see it
+            listed = {r["archive_id"] for r in status["rows"]}
+            status["rows"] = sorted(status["rows"] + [_missing_row(m) for m in missing if m.archive_id not in listed],
+                                    key=lambda r: r["archive_id"])
             status["target"] = "reachable"
+            if missing:
+                status["error"] = f"The target lacks archives the audit log records: {summary(missing)}."
         except CitadelError as exc:
             status["error"], status["target"] = exc.message, "unavailable"
     rows = status["rows"]

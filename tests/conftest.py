@@ -210,6 +210,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_healthy(base: str, process: subprocess.Popen, log_path: Path, tries: int = 900) -> None:
+    """Wait (about a second a try) until ``base`` answers /healthz; fail with the log if
+    ``process`` stops first or never answers."""
+    for _ in range(tries):
+        if process.poll() is not None:
+            pytest.fail(f"stopped with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2):  # noqa: S310
+                return
+        except OSError:
+            time.sleep(1)
+    pytest.fail(f"never answered /healthz:\n{log_path.read_text()[-3000:]}")
+
+
+def sign_in_page(page, base: str, username: str, password: str) -> None:
+    """Sign in through the login form of a real browser page."""
+    page.goto(f"{base}/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+
+
 @pytest.fixture
 def start_live_server(data_dir: Path):
     """``start_live_server(port=None, **settings)`` runs ``appliance serve``; returns its base URL.

@@ -83,7 +83,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def csrf_token(client: FlaskClient, path: str = "/login") -> str:
-    page = client.get(path)
+    page = client.get(path, follow_redirects=True)
     found = CSRF.search(page.get_data(as_text=True))
     assert found, f"no CSRF token on {path}"
     return found.group(1)

@@ -29,8 +29,8 @@ class Hook:
     @property
     def implementation(self) -> Any:
         if self._implementation is None:
-            raise HookNotProvided(f"the hook {self.name!r} has no implementation: the app factory "
-                                  "(appliance.app.create_app) provides it")
+            raise HookNotProvided(f"the hook {self.name!r} has no implementation: the composition "
+                                  "root (appliance.app, appliance.cli) provides it at start-up")
         return self._implementation
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

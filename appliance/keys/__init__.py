@@ -57,10 +57,11 @@ from appliance.keys.sealing import (
     reshare,
     seal_now,
     status,
+    unseal_copy,
     unseal_with_recovery,
 )
 from appliance.keys.selftest import run_self_test
-from appliance.keys.state import current, in_demo_mode, is_sealed, sync
+from appliance.keys.state import current, in_demo_mode, is_sealed, on_key_files_changed, sync
 
 
 def start(settings: Any) -> Keyring | None:
@@ -103,6 +104,7 @@ __all__ = [
     "is_sealed",
     "name_index_terms",
     "name_search_terms",
+    "on_key_files_changed",
     "open_decrypted",
     "read_decrypted",
     "read_public_keys",
@@ -114,6 +116,7 @@ __all__ = [
     "start",
     "status",
     "sync",
+    "unseal_copy",
     "unseal_with_recovery",
     "write_encrypted",
 ]

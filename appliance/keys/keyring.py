@@ -258,6 +258,7 @@ class Keyring:
             self.reload()
             version = self._new_version(purpose)
             self._save()
+        _changed(self.data_dir)
         return version
 
     def retire(self, purpose: str, versions: list[int]) -> None:
@@ -269,6 +270,7 @@ class Keyring:
                 if version != int(entry["current"]):
                     entry["versions"][str(version)]["state"] = "retired"
             self._save()
+        _changed(self.data_dir)
 
     def changed_on_disk(self) -> bool:
         return _stamp(files.keyring_path(self.data_dir)) != self._stamp
@@ -322,6 +324,12 @@ class Keyring:
         path = files.keyring_path(self.data_dir)
         files.write_json(path, self._document)
         self._stamp = _stamp(path)
+
+
+def _changed(data_dir: Path) -> None:
+    from appliance.keys.state import key_files_changed  # state imports this module
+
+    key_files_changed(data_dir)
 
 
 def _check_value(master: bytes, appliance_id: str) -> bytes:

@@ -184,6 +184,7 @@ def reshare(keyring: Keyring, *, threshold: int, holders: list[ShareHolder],
     share_files = _share_out(seal_doc, master, threshold, holders, Path(share_dir))
     recovery_text = _recovery_wrap(seal_doc, master) if new_recovery_key else ""
     files.write_json(files.seal_path(keyring.data_dir), seal_doc)
+    state.key_files_changed(keyring.data_dir)
     return KeyInit(keyring.appliance_id, recovery_text, share_files)
 
 
@@ -340,6 +341,17 @@ def activate(data_dir: Path, master: bytes, *, source: str, demo: bool = False) 
     keyring = Keyring.open(data_dir, master, demo=demo, source=source)
     kernel.kernel_keyring().store(state.master_name(data_dir, fresh=True), master)
     return state.install(keyring)
+
+
+def unseal_copy(keyring: Keyring, data_dir: Path) -> Keyring:
+    """Unseal another data directory holding a copy of this appliance's key files.
+
+    The scheduled disaster-recovery drill rebuilds a scratch appliance from the
+    backup target alone; this is the step the officers' quorum does on a new box,
+    done with the master key already in memory (it never leaves the process and
+    the kernel keyring). Seal it again with ``seal_now(data_dir)``.
+    """
+    return activate(Path(data_dir).resolve(), keyring._master, source="the unsealed appliance")
 
 
 def seal_now(data_dir: Path) -> bool:

@@ -10,7 +10,9 @@ cipher, blind indexes, attachments, backups and audit call; it raises
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.kernel.errors import Sealed
@@ -22,6 +24,27 @@ from appliance.keys.selftest import run_self_test
 _lock = threading.RLock()
 _keyring: Keyring | None = None
 _names: dict[str, tuple[Path, str]] = {}
+_listeners: list[Callable[[Path], None]] = []
+log = logging.getLogger("citadel.keys")
+
+
+def on_key_files_changed(listener: Callable[[Path], None]) -> None:
+    """Call ``listener(data_dir)`` after the keyring or seal file changed (rotation, reshare).
+
+    Backups use it to copy the wrapped key files to their targets at once, so a
+    disaster recovery never meets archives made with a key it has no copy of.
+    """
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def key_files_changed(data_dir: Path) -> None:
+    """Tell the listeners; one that fails is logged and never undoes the key change."""
+    for listener in list(_listeners):
+        try:
+            listener(Path(data_dir))
+        except Exception:  # noqa: BLE001 - the key change already happened and must stand
+            log.exception("a listener for key file changes failed")
 
 
 def current() -> Keyring:

@@ -13,6 +13,7 @@ from appliance.kernel.principal import login_required
 from audit.requests import record_event
 from crm.access import Action, Entity
 from crm.current import policy
+from crm.hooks import first_tool
 from crm.models import OPEN_STAGES, Account, Activity, Deal
 
 bp = Blueprint("home", __name__, template_folder="../templates")
@@ -22,8 +23,9 @@ bp = Blueprint("home", __name__, template_folder="../templates")
 @login_required
 def index() -> Any:
     pol = policy()
-    if not pol.can(Entity.ACCOUNT, Action.READ):
-        return render_template("home/staff_only.html")
+    if not pol.can(Entity.ACCOUNT, Action.READ):  # officers, IT, auditors: their first tool
+        tool = first_tool()
+        return redirect(tool) if tool else render_template("home/staff_only.html")
     db = get_db()
     me = pol.user.id
     now = datetime.now(UTC)

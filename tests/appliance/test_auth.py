@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from audit.models import AuditEvent
@@ -128,3 +129,11 @@ def test_no_stack_trace_reaches_the_browser(app, make, login, monkeypatch):
     assert response.status_code == 500
     assert "secret internals" not in text and "Traceback" not in text
     assert "Something went wrong" in text
+
+
+@pytest.mark.parametrize(("role", "start"), [("security_officer", "/alerts"), ("it_admin", "/admin/users"),
+                                             ("auditor", "/alerts")])
+def test_people_without_client_records_start_at_their_first_tool(make, login, role, start):
+    make.user("someone", roles=(role,))
+    answer = login("someone").get("/")
+    assert answer.status_code == 302 and answer.headers["Location"] == start

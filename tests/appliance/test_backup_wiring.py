@@ -109,3 +109,25 @@ def test_the_drill_checks_a_log_with_checkpoints_newer_than_the_snapshot(applian
             checkpoint_now(db, appliance.settings)
     _configure(appliance, tmp_path)
     assert _run(appliance, "backup", "run").exit_code == 0
+
+
+def test_the_scheduled_recovery_drill_rebuilds_the_appliance_and_alerts_when_it_cannot(
+        appliance, make, db, tmp_path, monkeypatch):
+    import audit.query
+
+    make.user("alice")
+    _configure(appliance, tmp_path, schedule="00:00", recovery_drill_days=7)
+    (appliance.data_dir / "backup-last-run").write_text((datetime.now(UTC) - timedelta(days=2)).isoformat())
+    assert scheduled_backup(appliance) is not None
+    assert (appliance.data_dir / "backup-last-recovery-drill").exists()
+    drills = audit.query.search(db, audit.query.Search(action="backup.recovery_drill")).items
+    assert [e["meta"]["ok"] for e in drills] == [True], drills
+    assert not db.scalars(select(Alert).where(Alert.scenario == "backup-failed")).all()
+
+    monkeypatch.setattr("backup.disaster.read_key_documents", lambda target: [])  # a target without keys
+    (appliance.data_dir / "backup-last-recovery-drill").write_text(
+        (datetime.now(UTC) - timedelta(days=8)).isoformat())
+    (appliance.data_dir / "backup-last-run").write_text((datetime.now(UTC) - timedelta(days=2)).isoformat())
+    assert scheduled_backup(appliance) is not None  # the backup itself is good
+    alert = db.scalars(select(Alert).where(Alert.scenario == "backup-failed")).one()
+    assert "recovery drill" in str(alert.reasons) and "no key document" in str(alert.reasons)

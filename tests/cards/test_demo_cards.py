@@ -7,17 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from appliance.card_demo import PIN
-from tests.conftest import free_port
+from appliance.demo import DEMO_PASSWORD as PASSWORD
+from tests.conftest import free_port, sign_in_page, wait_healthy
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "citadel-demo-2026"
 
 
 def test_the_officer_signs_in_with_the_demo_card(tmp_path: Path, browser):
@@ -32,12 +30,9 @@ def test_the_officer_signs_in_with_the_demo_card(tmp_path: Path, browser):
     demo = subprocess.Popen([*appliance, "demo", "--cards", "--bind", f"127.0.0.1:{port}"], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait(base, demo, tmp_path / "demo.log")
+        wait_healthy(base, demo, tmp_path / "demo.log", tries=300)
         page = browser.new_page()
-        page.goto(f"{base}/login")
-        page.fill("#username", "sofia")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
+        sign_in_page(page, base, "sofia", PASSWORD)
         page.wait_for_url(f"{base}/login/card")
         page.fill("#pin", PIN)
         page.click("#card-submit")
@@ -48,15 +43,3 @@ def test_the_officer_signs_in_with_the_demo_card(tmp_path: Path, browser):
         demo.wait(timeout=60)
         log.close()
     assert "sofia signs in with the virtual card" in (tmp_path / "demo.log").read_text()
-
-
-def _wait(base: str, process: subprocess.Popen, log: Path) -> None:
-    for _ in range(300):
-        if process.poll() is not None:
-            pytest.fail(f"the demo stopped with {process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2):  # noqa: S310
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"the demo never answered:\n{log.read_text()[-2000:]}")

@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, sign_in_page, wait_healthy
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,26 +42,12 @@ def demo(clone: Path):
                                    stderr=subprocess.STDOUT, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_healthy(base, process, log_path)
+            wait_healthy(base, process, log_path)
             yield base, process, log_path
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-
-
-def _wait_healthy(base: str, process: subprocess.Popen, log_path: Path) -> None:
-    for _ in range(900):  # the clone installs itself and generates the company first
-        if process.poll() is not None:
-            pytest.fail(f"make demo stopped with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:  # noqa: S310
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"make demo never answered /healthz:\n{log_path.read_text()[-3000:]}")
 
 
 def test_make_demo_serves_the_whole_product_and_stops_on_ctrl_c(demo, browser):
@@ -76,10 +60,7 @@ def test_make_demo_serves_the_whole_product_and_stops_on_ctrl_c(demo, browser):
     assert printed.count("DEMO MODE") == 1, "the demo warning is printed once"
 
     page = browser.new_page()
-    page.goto(f"{base}/")
-    page.fill("#username", "sofia")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in_page(page, base, "sofia", PASSWORD)
     page.wait_for_url(f"{base}/")
     page.goto(f"{base}/alerts")
     rows = page.locator("table tbody tr a")
