@@ -8,9 +8,10 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from appliance import auth, card_login, db, sealed, security, web
-from appliance.config import Settings
-from appliance.runtime import Appliance
+from appliance import api, auth, card_login, health, sealed, security, web
+from appliance.kernel import db, http
+from appliance.kernel.config import Settings
+from appliance.kernel.runtime import Appliance
 
 
 def create_app(appliance: Appliance | None = None, test_config: dict[str, Any] | None = None) -> Flask:
@@ -25,7 +26,7 @@ def create_app(appliance: Appliance | None = None, test_config: dict[str, Any] |
         SESSION_COOKIE_SECURE=bool(settings["secure_cookies"]),
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings["session_max_hours"]),
-        MAX_CONTENT_LENGTH=web.BODY_LIMIT,  # uploads may send more (web.accepts_uploads)
+        MAX_CONTENT_LENGTH=http.BODY_LIMIT,  # uploads may send more (http.accepts_uploads)
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=False,
         JSON_SORT_KEYS=False,
@@ -36,9 +37,6 @@ def create_app(appliance: Appliance | None = None, test_config: dict[str, Any] |
     if proxies:  # behind the appliance's nginx: client address and scheme come from it
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     app.extensions["citadel.appliance"] = appliance
-    from crm.attachments import register_source
-
-    register_source(appliance.data_dir)  # so key rotation finds the attachment files
 
     db.init_app(app, appliance.engine)
     security.init_app(app, settings)
@@ -46,29 +44,26 @@ def create_app(appliance: Appliance | None = None, test_config: dict[str, Any] |
     auth.init_app(app, settings)
     card_login.init_app(app)
     web.init_app(app)
-    _register_blueprints(app)
+    _add_domains(app)
     return app
 
 
-def _register_blueprints(app: Flask) -> None:
-    from appliance import api, health
-    from audit import views as audit_views
-    from backup import views as backup_views
-    from crm.views import (
-        accounts,
-        activities,
-        admin,
-        attachments,
-        contacts,
-        deals,
-        exports,
-        home,
-        imports,
-        reports,
-    )
-    from dlp import views as dlp_views
+def _add_domains(app: Flask) -> None:
+    """Every package adds its pages, API resources and OpenAPI part; the CRM's calls into leak
+    monitoring are connected here, the one place that knows both."""
+    import audit
+    import backup
+    import crm
+    import dlp
+    from crm import hooks as crm_hooks
+    from dlp import watermark
+    from dlp.trace import canary_positions
 
-    for module in (home, accounts, contacts, deals, activities, attachments, reports, imports, exports,
-                   admin, audit_views, dlp_views, backup_views, health):
-        app.register_blueprint(module.bp)
-    api.init_app(app)
+    crm_hooks.watermark.provide(watermark)
+    crm_hooks.canary_positions.provide(canary_positions)
+    crm_hooks.first_tool.provide(web.first_tool)
+    parent = api.create_api()
+    for domain in (audit, crm, dlp, backup):
+        domain.init_app(app, parent)
+    app.register_blueprint(health.bp)
+    api.register(app, parent)

@@ -13,7 +13,6 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -36,9 +35,9 @@ from sqlalchemy.orm import Session, joinedload
 
 import audit
 from appliance.card_login import mtls_card
-from appliance.config import Settings
-from appliance.db import get_db, reads_first
-from appliance.errors import NotAuthenticated, TooManyRequests
+from appliance.kernel.config import Settings
+from appliance.kernel.db import get_db, reads_first
+from appliance.kernel.errors import TooManyRequests
 from audit.models import AuditEvent
 from crm.access import Grants
 from crm.identity import ApiToken, User, UserSession
@@ -60,10 +59,6 @@ def password_hasher(settings: Settings) -> PasswordHasher:
         memory_cost=cost.get("memory_cost", 65536),
         parallelism=cost.get("parallelism", 2),
     )
-
-
-def hash_password(hasher: PasswordHasher, password: str) -> str:
-    return hasher.hash(password)
 
 
 def check_password(hasher: PasswordHasher, user: User | None, password: str) -> bool:
@@ -92,20 +87,6 @@ def start_session(db: Session, user: User, stage: str = "complete") -> str:
         user_agent=(request.user_agent.string or "")[:300], stage=stage,
     ))
     return token
-
-
-def revoke_sessions(db: Session, user_id: int, reason: str, *, tokens: bool = False) -> int:
-    """End every session (and optionally every API token) of a user, now."""
-    now = datetime.now(UTC)
-    live = db.scalars(select(UserSession).where(
-        UserSession.user_id == user_id, UserSession.revoked_at.is_(None))).all()
-    for row in live:
-        row.revoked_at, row.revoked_reason = now, reason
-    if tokens:
-        for tok in db.scalars(select(ApiToken).where(
-                ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))):
-            tok.revoked_at = now
-    return len(live)
 
 
 def issue_token(db: Session, user: User, name: str) -> str:
@@ -154,18 +135,6 @@ def load_session_user() -> None:
     if now - row.last_seen_at > timedelta(seconds=30):
         row.last_seen_at = now
     g.user, g.user_session = row.user, row
-
-
-def login_required(view: F) -> F:
-    """Views that need a signed-in user; others are sent to the sign-in page."""
-
-    @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if g.get("user") is None:
-            raise NotAuthenticated()
-        return view(*args, **kwargs)
-
-    return wrapped  # type: ignore[return-value]
 
 
 # -- rate limit ------------------------------------------------------------

@@ -15,18 +15,21 @@ import logging
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import audit
-from appliance.config import Settings
+from appliance import key_commands
+from appliance.kernel.config import Settings
+from appliance.kernel.runtime import Appliance
 from appliance.keys import on_key_files_changed
-from appliance.runtime import Appliance
-from appliance.schema import is_current
+from appliance.schema import is_current, upgrade
 from backup.checks import register_check
-from backup.disaster import register_recovery_check
+from backup.cli import unseal_prompts
+from backup.disaster import register_recovery_check, upgrade_schema
 from backup.ledger import on_missing_archives
 from backup.verify import DrillContext
 
@@ -112,7 +115,7 @@ def restored_appliance_boots(data_dir: Path) -> tuple[bool, str]:
 def copy_keys_to_targets(data_dir: Path) -> None:
     """After a key rotation or reshare, copy the wrapped key files to every backup target
     that holds a repository: archives made with the new key must stay recoverable."""
-    from appliance.errors import CitadelError
+    from appliance.kernel.errors import CitadelError
     from backup.disaster import store_key_document
     from backup.repository import CONFIG
     from backup.settings import BackupSettings
@@ -136,6 +139,9 @@ def alert_missing_archives(appliance: Appliance, detail: str) -> None:
 
 
 register_recovery_check("boots", restored_appliance_boots)
+upgrade_schema.provide(upgrade)  # a disaster recovery migrates what it restored
+unseal_prompts.provide(SimpleNamespace(unseal_with_cards=key_commands._unseal_with_cards,
+                                       add_share=key_commands._add_share))
 on_missing_archives(alert_missing_archives)
 on_key_files_changed(copy_keys_to_targets)
 

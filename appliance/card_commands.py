@@ -7,14 +7,15 @@ import json
 import click
 from sqlalchemy import select
 
-from appliance.card_login import active_cards, enroll, issue_emergency_code, revoke_cards
-from appliance.cli import main, pass_appliance
-from appliance.runtime import Appliance
+from appliance.card_login import enroll, issue_emergency_code
+from appliance.kernel.cli import pass_appliance
+from appliance.kernel.runtime import Appliance
 from crm.identity import Card
 from crm.people import find_user
+from crm.revocation import active_cards, revoke_cards
 
 
-@main.group()
+@click.group()
 def card() -> None:
     """Smart cards: enrol one for a person (with them present), list, revoke, emergency codes."""
 

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from appliance.errors import ConfigError
-from appliance.runtime import Appliance
+from appliance.kernel.errors import ConfigError
+from appliance.kernel.runtime import Appliance
 
 USER = "sofia"
 PIN = "123456"

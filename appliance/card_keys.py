@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from appliance.errors import NotFound, ValidationFailed
+from appliance.kernel.errors import NotFound, ValidationFailed
+from appliance.kernel.runtime import Appliance
 from appliance.keys.holders import Ask, ShareHolder, register_holder_kind
-from appliance.runtime import Appliance
 from crm.identity import Card, User
 
 

@@ -34,10 +34,11 @@ import audit
 from appliance.cards import AGENT_PORT
 from appliance.cards.challenge import CardLoginFailed, ChallengeIssuer, normalize_origin
 from appliance.cards.spec import key_fingerprint
-from appliance.config import Settings
-from appliance.db import get_db
-from appliance.errors import Conflict, NotAuthenticated, NotFound, ValidationFailed
+from appliance.kernel.config import Settings
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import Conflict, NotAuthenticated, NotFound, ValidationFailed
 from crm.identity import Card, EmergencyCode, UsedNonce, User, UserSession
+from crm.revocation import active_cards
 
 bp = Blueprint("card_login", __name__)
 EMERGENCY_MINUTES = 60
@@ -66,10 +67,6 @@ def session_secret() -> str:
 
 
 # -- cards -------------------------------------------------------------------
-def active_cards(db: Session, user_id: int) -> list[Card]:
-    return list(db.scalars(select(Card).where(Card.user_id == user_id, Card.revoked_at.is_(None))))
-
-
 def enroll(db: Session, user: User, enrolment: Any, enrolled_by: str) -> Card:
     """Bind a card (read with ``appliance.cards.enrolment``) to ``user``."""
     if not enrolment.proven:
@@ -90,23 +87,6 @@ def enroll(db: Session, user: User, enrolment: Any, enrolled_by: str) -> Card:
                  meta={"card_id": card.card_id, "fingerprint": card.fingerprint,
                        "algorithm": card.algorithm, "can_seal": card.key_management_pem is not None})
     return card
-
-
-def revoke_cards(db: Session, user_id: int, by: str, card_id: str | None = None) -> int:
-    """Revoke a user's cards (or one of them) and lock the sessions they opened."""
-    now = datetime.now(UTC)
-    revoked = 0
-    for card in active_cards(db, user_id):
-        if card_id is not None and card.card_id != card_id:
-            continue
-        card.revoked_at = now
-        revoked += 1
-        for row in db.scalars(select(UserSession).where(UserSession.card_fingerprint == card.fingerprint,
-                                                        UserSession.revoked_at.is_(None))):
-            row.revoked_at, row.revoked_reason = now, "card revoked"
-        audit.record(db, "card.revoke", user=by, entity="user", entity_id=card.user.username,
-                     meta={"card_id": card.card_id, "fingerprint": card.fingerprint})
-    return revoked
 
 
 def _pem(public_key: Any) -> str:

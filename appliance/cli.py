@@ -9,9 +9,22 @@ from __future__ import annotations
 
 import click
 
-from appliance.cli_support import DATA_DIR_HELP, CitadelGroup, CliContext, data_dir_option, pass_appliance
+from appliance import backups  # noqa: F401  (registers the drill checks every backup runs)
+from appliance.card_commands import card
+from appliance.cards.cli import COMMANDS as CARD_COMMANDS
+from appliance.commands import COMMANDS as APPLIANCE_COMMANDS
+from appliance.kernel.cli import DATA_DIR_HELP, CitadelGroup, CliContext
+from appliance.key_commands import keys
 
-__all__ = ["main", "register", "CliContext", "data_dir_option", "pass_appliance"]
+# The packages' command groups: the one place the command line imports the domains.
+from audit.cli import audit_group
+from backup.cli import backup
+from dlp.cli import dlp
+from dlp.trace_cli import COMMANDS as TRACE_COMMANDS
+from provisioning.cli import provision
+
+__all__ = ["main"]
+
 
 @click.group(cls=CitadelGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_DIR_HELP)
@@ -22,22 +35,7 @@ def main(ctx: click.Context, data_dir: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-def register(*extra: click.Command) -> None:
-    for command in extra:
-        main.add_command(command)
-
-
-# The appliance's own commands register themselves on ``main``; each package
-# brings its own group. (Imported last: they import ``main`` from here.)
-from appliance import backups, card_commands, commands  # noqa: E402,F401,I001
-from appliance.cards.cli import COMMANDS as CARD_COMMANDS  # noqa: E402
-from appliance.keys.cli import keys  # noqa: E402
-from audit.cli import audit_group  # noqa: E402
-from backup.cli import backup  # noqa: E402
-from dlp.cli import dlp  # noqa: E402
-from dlp.trace_cli import COMMANDS as TRACE_COMMANDS  # noqa: E402
-from provisioning.cli import provision  # noqa: E402
-
 for _command in TRACE_COMMANDS:  # `appliance dlp trace FILE`, `appliance dlp watch`
     dlp.add_command(_command)
-register(*CARD_COMMANDS, keys, audit_group, backup, dlp, provision)
+for _command in (*APPLIANCE_COMMANDS, card, *CARD_COMMANDS, keys, audit_group, backup, dlp, provision):
+    main.add_command(_command)

@@ -16,11 +16,11 @@ import click
 from sqlalchemy import select
 
 from appliance import auth, keys
-from appliance.cli import CliContext, data_dir_option, main, pass_appliance
-from appliance.config import write_initial
-from appliance.errors import ConfigError
-from appliance.keys.cli import init_interactive
-from appliance.runtime import Appliance
+from appliance.kernel.cli import CliContext, data_dir_option, pass_appliance
+from appliance.kernel.config import write_initial
+from appliance.kernel.errors import ConfigError
+from appliance.kernel.runtime import Appliance
+from appliance.key_commands import init_interactive
 from appliance.schema import is_current, upgrade
 from crm.identity import Team, User
 from crm.people import add_user, find_user
@@ -35,7 +35,7 @@ def _hasher(appliance: Appliance):
 DEMO_READY = "demo.ready"
 
 
-@main.command()
+@click.command()
 @data_dir_option
 @click.option("--database-url", default=None,
               help="SQLAlchemy URL of the database [default: SQLite in the data directory].")
@@ -149,7 +149,7 @@ def _seed_demo(appliance: Appliance, seed_value: int, accounts: int) -> None:
     (appliance.data_dir / DEMO_READY).write_text(f"seed {seed_value}\n")
 
 
-@main.group()
+@click.group()
 def db() -> None:
     """Database schema."""
 
@@ -171,7 +171,7 @@ def db_status(appliance: Appliance) -> None:
     sys.exit(0 if current else 1)
 
 
-@main.command()
+@click.command()
 @pass_appliance
 @click.option("--bind", default=None, help="HOST:PORT to listen on [default from settings].")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
@@ -195,7 +195,7 @@ def default_workers(appliance: Appliance) -> int:
     return min(2 * cores + 1, 16)
 
 
-@main.command()
+@click.command()
 @pass_appliance
 @click.option("--once", is_flag=True, help="Run every job once, then exit (for cron or a check).")
 def worker(appliance: Appliance, once: bool) -> None:
@@ -216,7 +216,7 @@ def worker(appliance: Appliance, once: bool) -> None:
     job_runner.run_forever()
 
 
-@main.command()
+@click.command()
 @data_dir_option
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True,
               help="Seed for a new demo company (same seed, same company).")
@@ -309,7 +309,7 @@ def _start_card_demo(appliance: Appliance, origin: str):  # noqa: ANN202 - see a
 
 
 # -- users -----------------------------------------------------------------
-@main.group()
+@click.group()
 def user() -> None:
     """People who sign in: add, list, issue API tokens."""
 
@@ -428,3 +428,7 @@ def user_offboard(appliance: Appliance, username: str, successor: str, officer: 
                                                     find_user(db, successor).id, reason)
     click.echo(f"{username} offboarded; reassigned to {successor}: "
                + ", ".join(f"{n} {kind}s" for kind, n in moved.items()) + ".")
+
+
+#: The appliance's own commands, for the ``appliance`` group.
+COMMANDS = (init, db, serve, worker, demo, user)

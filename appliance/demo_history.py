@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import audit
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 from crm.identity import User
 from crm.models import Account
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app
 from sqlalchemy import text
 
-from appliance.db import get_db
+from appliance.kernel.db import get_db
 from appliance.schema import is_current
 from appliance.sealed import state as sealed_state
 from appliance.worker import last_heartbeat

@@ -14,10 +14,10 @@ from typing import Any
 from flask import Flask, render_template, request
 
 from appliance import keys
-from appliance.config import Settings
-from appliance.errors import CitadelError, Sealed
+from appliance.kernel.config import Settings
+from appliance.kernel.errors import CitadelError, Sealed
+from appliance.kernel.http import error_response, wants_json
 from appliance.keys.errors import KeysNotInitialised
-from appliance.web import error_response, wants_json
 
 OPEN_WHEN_SEALED = ("/static/", "/healthz")
 log = logging.getLogger("citadel.keys")

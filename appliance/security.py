@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from flask_wtf.csrf import CSRFProtect
 
-from appliance.config import Settings
+from appliance.kernel.config import Settings
 
 csrf = CSRFProtect()
 

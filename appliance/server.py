@@ -9,8 +9,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from appliance.errors import ConfigError
-from appliance.runtime import Appliance
+from appliance.kernel.errors import ConfigError
+from appliance.kernel.runtime import Appliance
 
 SERVE_PORT_HINT = "choose another with `appliance serve --bind HOST:PORT` or the bind setting (CITADEL_BIND)"
 
@@ -45,7 +45,7 @@ def run(appliance: Appliance, bind: str, workers: int) -> None:
         "proc_name": "citadel",
         "control_socket_disable": True,  # one appliance, no gunicorn control socket shared in $HOME
         # gunicorn's largest request line: addresses up to it reach the app, which refuses
-        # those over its own limit (appliance.web.URL_LIMIT) with its own page
+        # those over its own limit (appliance.kernel.http.URL_LIMIT) with its own page
         "limit_request_line": 8190,
     }).run()
 

@@ -1,162 +1,47 @@
-"""What every view shares: the caller's access policy, the audit helper that
-fills in who and from where, pagination, template filters, and the error
-pages. No stack trace ever reaches a browser or an API client.
+"""The web app's shared face: template filters, the navigation each person may use,
+banners, and the error pages and answers. No stack trace ever reaches a browser or an
+API client. (Paging, JSON bodies and error answers themselves are the kernel's.)
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import Flask, current_app, g, jsonify, render_template, request, url_for
+from flask import Flask, g, jsonify, request, url_for
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import Select, func, literal, select
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
-from werkzeug.exceptions import HTTPException, RequestURITooLarge
-from werkzeug.routing import IntegerConverter
+from werkzeug.exceptions import HTTPException
 
-import audit
 from appliance import keys
 from appliance.auth import redirect_to_login
-from appliance.db import get_db
-from appliance.errors import (
-    BadRequest,
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import (
     CitadelError,
     DatabaseUnavailable,
     Forbidden,
     NotAuthenticated,
     NotFound,
-    StorageFull,
     ValidationFailed,
 )
-from crm.access import Action, Cap, Entity, Policy
+from appliance.kernel.http import (
+    URL_LIMIT,
+    IdConverter,
+    database_trouble,
+    error_response,
+    limit_request,
+    refuse_unusable_input,
+    too_large_message,
+    wants_json,
+)
+from appliance.kernel.permissions import Cap
+from audit.requests import record_event
+from crm.access import Action, Entity, Policy
+from crm.current import policy
 
 log = logging.getLogger("citadel.web")
-
-MAX_PER_PAGE = 200
-DEFAULT_PER_PAGE = 50
-#: Beyond this the offset would not fit the database's 64-bit integers.
-MAX_PAGE = 10**9
-#: Lists for people count matching rows up to here, then say "10,000+".
-COUNT_UP_TO = 10_000
-#: The largest request body, unless the view takes uploads (``accepts_uploads``): a form or a
-#: JSON document is far smaller, and a bigger one is refused before it is read.
-BODY_LIMIT = 1024 * 1024
-#: The largest upload (a CSV import, an attachment).
-UPLOAD_LIMIT = 20 * 1024 * 1024
-#: The longest address the app answers; the server in front lets longer ones through to here
-#: (see appliance.server) so that they get this app's own error, not a bare one.
-URL_LIMIT = 4096
-
-
-def accepts_uploads(view: Any) -> Any:
-    """Mark a view that takes file uploads: its body may be up to ``UPLOAD_LIMIT``."""
-    view.accepts_uploads = True
-    return view
-
-
-def limit_request() -> None:
-    """The size limits of this request: its body (larger for uploads) and its address."""
-    view = current_app.view_functions.get(request.endpoint or "")
-    if getattr(view, "accepts_uploads", False):
-        request.max_content_length = UPLOAD_LIMIT
-    address = request.environ.get("RAW_URI") or request.full_path
-    if len(address) > URL_LIMIT:
-        raise RequestURITooLarge()
-
-
-def policy() -> Policy:
-    """The signed-in user's access policy, built once per request."""
-    if "policy" not in g:
-        if g.get("user") is None:
-            raise NotAuthenticated()
-        g.policy = Policy(get_db(), g.user)
-    return g.policy
-
-
-def appliance_settings() -> Any:
-    """The running appliance's settings."""
-    return current_app.extensions["citadel.appliance"].settings
-
-
-def record_event(action: str, *, entity: str | None = None, entity_id: object = None,
-                 count: int = 0, meta: dict[str, Any] | None = None) -> None:
-    """``audit.record`` for the current request: who and from where filled in."""
-    user = g.get("user")
-    audit.record(get_db(), action, user=user.username if user else None,
-                 ip=request.remote_addr, entity=entity, entity_id=entity_id, count=count,
-                 meta=meta)
-
-
-# -- pagination ------------------------------------------------------------
-@dataclass
-class Page:
-    items: list[Any]
-    total: int
-    page: int
-    per_page: int
-    #: True when counting stopped at a cap: there are at least ``total`` rows.
-    at_least: bool = False
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    def as_json(self, items: list[Any]) -> dict[str, Any]:
-        return {"items": items, "total": self.total, "page": self.page, "per_page": self.per_page}
-
-
-def page_args(default_per_page: int = DEFAULT_PER_PAGE) -> tuple[int, int]:
-    """``page`` and ``per_page`` from the query string, checked."""
-    try:
-        page = int(request.args.get("page", 1))
-        per_page = int(request.args.get("per_page", default_per_page))
-    except ValueError:
-        raise BadRequest(detail="page and per_page must be whole numbers") from None
-    if page < 1:
-        raise BadRequest(detail="page starts at 1")
-    if page > MAX_PAGE:
-        raise BadRequest(detail=f"page must be at most {MAX_PAGE}")
-    if not 1 <= per_page <= MAX_PER_PAGE:
-        raise BadRequest(detail=f"per_page must be between 1 and {MAX_PER_PAGE}")
-    return page, per_page
-
-
-def count_of(stmt: Select[Any]) -> Select[Any]:
-    """``SELECT count(*)`` over the rows of ``stmt``, without its eager joins or ordering."""
-    return stmt.order_by(None).with_only_columns(func.count(), maintain_column_froms=True)
-
-
-def paginate(stmt: Select[Any], page: int, per_page: int, *, scalars: bool = True,
-             count_up_to: int | None = None) -> Page:
-    """One page of ``stmt`` and the count of its rows.
-
-    ``count_up_to`` stops counting there (pages for people say "10,000+"): counting a
-    hundred thousand visible rows exactly costs more than showing fifty of them.
-    """
-    db = get_db()
-    if count_up_to is None:
-        total, at_least = db.scalar(count_of(stmt)) or 0, False
-    else:
-        capped = stmt.order_by(None).with_only_columns(literal(1), maintain_column_froms=True)
-        total = db.scalar(select(func.count()).select_from(capped.limit(count_up_to + 1).subquery())) or 0
-        at_least = total > count_up_to
-        total = min(total, count_up_to)
-    window = stmt.limit(per_page).offset((page - 1) * per_page)
-    rows = db.scalars(window).unique().all() if scalars else db.execute(window).all()
-    return Page(list(rows), total, page, per_page, at_least)
 
 
 # -- templates -------------------------------------------------------------
@@ -282,16 +167,6 @@ def banners() -> list[Banner]:
 
 
 # -- errors ----------------------------------------------------------------
-def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
-
-
-def error_response(status: int, code: str, message: str) -> Any:
-    if wants_json():
-        return jsonify({"error": {"code": code, "message": message}}), status
-    return render_template("errors/error.html", status=status, message=message), status
-
-
 def _audit_denial(exc: CitadelError) -> None:
     """A refused attempt is itself evidence: record it (never the values sent), nothing else."""
     if g.get("user") is None:
@@ -308,81 +183,6 @@ def _audit_denial(exc: CitadelError) -> None:
     db.commit()
 
 
-#: Ids in URLs (``<int:...>``) are 32-bit unless a route asks for more (``<int(largest=...):...>``).
-MAX_INT_ID = 2**31 - 1
-#: The largest audit sequence number (a 64-bit column).
-MAX_SEQ = 2**63 - 1
-
-
-class IdConverter(IntegerConverter):
-    """``<int:...>`` for ids: a number larger than the id columns hold is an address with
-    nothing at it (404), never a query the database refuses (500). It becomes -1, an id no
-    row has (a URL never gives a negative one), so the route still matches whatever the
-    method, and its view answers 404."""
-
-    def __init__(self, url_map: Any, *args: Any, largest: int = MAX_INT_ID, **kwargs: Any) -> None:
-        super().__init__(url_map, *args, **kwargs)
-        self.largest = largest
-
-    def to_python(self, value: str) -> int:
-        number = super().to_python(value)
-        return number if number <= self.largest else -1
-
-
-def _unusable(value: Any) -> bool:
-    """Does ``value`` hold text the database cannot keep: a NUL character, or half of a UTF-16
-    pair (which JSON can spell as ``\\ud800``)? Walks nested data without recursion."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item or not item.isascii() and not _encodes(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend(item)
-    return False
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def refuse_unusable_input() -> None:
-    """Text with NUL characters or broken Unicode can be neither stored nor searched (the
-    databases refuse it), and JSON nested beyond what the parser takes cannot be read: refuse
-    them at the door, whatever part of the request carries them."""
-    parts: list[Any] = [request.path, list(request.args.items(multi=True))]
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        parts.append(list(request.form.items(multi=True)))
-        if request.is_json:
-            try:
-                parts.append(request.get_json(silent=True))
-            except RecursionError:
-                raise BadRequest(detail="The JSON body is nested too deeply.") from None
-    if _unusable(parts):
-        raise BadRequest(detail="The request contains a NUL character or broken Unicode; "
-                                "remove it and try again.")
-
-
-def database_trouble(exc: BaseException) -> DatabaseUnavailable | None:
-    """The error to show when ``exc`` means the database is down, unreachable or full."""
-    down = isinstance(exc, OperationalError | DisconnectionError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated)
-    if not down:
-        return None
-    original = getattr(exc, "orig", None)
-    if getattr(original, "sqlstate", None) == "53100" or "disk is full" in str(original):
-        return StorageFull()
-    return DatabaseUnavailable()
-
-
 def _database_down(trouble: DatabaseUnavailable, exc: BaseException) -> Any:
     """503 with what to do; the page is drawn without the signed-in user's menu, which
     would need the database."""
@@ -394,14 +194,6 @@ def _database_down(trouble: DatabaseUnavailable, exc: BaseException) -> Any:
         log.debug("rollback after a database failure failed too", exc_info=True)
     g.user = None
     return error_response(trouble.http_status, trouble.code, trouble.message)
-
-
-def _too_large() -> str:
-    limit = request.max_content_length or BODY_LIMIT
-    if limit >= UPLOAD_LIMIT:
-        return f"That upload is too large ({limit // 2**20} MB at most). Split the file or " \
-               "make it smaller."
-    return f"The request is too large ({limit // 2**20} MB at most). Send less at once."
 
 
 def init_app(app: Flask) -> None:
@@ -437,7 +229,7 @@ def init_app(app: Flask) -> None:
         messages = {
             404: "There is nothing at this address.",
             405: "This address does not accept that method.",
-            413: _too_large(),
+            413: too_large_message(),
             414: f"This address is too long ({URL_LIMIT:,} characters at most). Search with "
                  "fewer words or filters.",
         }

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import delete
 
 from appliance import keys
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 
 log = logging.getLogger("citadel.worker")
 HEARTBEAT = "worker.heartbeat"

@@ -5,14 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import request
+from flask import Blueprint, request
 
-from appliance.api import bp
-from appliance.db import get_db
-from appliance.errors import BadRequest, NotFound
-from appliance.web import MAX_SEQ, page_args, policy, record_event
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import BadRequest, NotFound
+from appliance.kernel.http import MAX_SEQ
+from appliance.kernel.paging import page_args
+from appliance.kernel.permissions import Cap
+from appliance.kernel.principal import require
 from audit.query import Search, get_event, search
-from crm.access import Cap
+from audit.requests import record_event
+
+#: Registered under the API blueprint (``/api/v1``), which authenticates the caller.
+bp = Blueprint("audit", __name__)
 
 
 def criteria_from(args: Any) -> Search:
@@ -33,7 +38,7 @@ def criteria_from(args: Any) -> Search:
 
 @bp.get("/audit/events")
 def audit_events() -> Any:
-    policy().require_cap(Cap.AUDIT_READ)
+    require(Cap.AUDIT_READ)
     criteria = criteria_from(request.args)
     page = search(get_db(), criteria, page=page_args()[0], per_page=page_args()[1])
     record_event("audit.search", meta={"via": "api", "criteria": _shown(criteria),
@@ -44,7 +49,7 @@ def audit_events() -> Any:
 
 @bp.get(f"/audit/events/<int(largest={MAX_SEQ}):seq>")
 def audit_event(seq: int) -> Any:
-    policy().require_cap(Cap.AUDIT_READ)
+    require(Cap.AUDIT_READ)
     event = get_event(get_db(), seq)
     if event is None:
         raise NotFound(entity="audit event")

@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import CursorResult, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from audit.chain import GENESIS, leaf_hash, link_hash
@@ -113,8 +113,8 @@ def _seal(session: Session, config: AuditConfig, first: int, end: int,
             "events_sha256": seal.events_sha256, "file_name": path.name, "file_sha256": digest,
             "checkpoint_size": checkpoint.size, "created": seal.created, "key_id": seal.key_id,
             "signature": seal.signature}])
-        removed = session.execute(delete(AuditEvent).where(AuditEvent.seq >= first,
-                                                           AuditEvent.seq < end)).rowcount
+        removed = cast(CursorResult[Any], session.execute(delete(AuditEvent).where(
+            AuditEvent.seq >= first, AuditEvent.seq < end))).rowcount
         if removed != end - first:
             session.rollback()
             raise ArchiveError(detail=f"expected to remove {end - first} events, found {removed}")

@@ -18,8 +18,8 @@ import click
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy.exc import SQLAlchemyError
 
-from appliance.cli_support import CitadelGroup, pass_appliance
-from appliance.runtime import Appliance
+from appliance.kernel.cli import CitadelGroup, pass_appliance
+from appliance.kernel.runtime import Appliance
 from audit.archive import MAX_SEGMENT_EVENTS, archive_before
 from audit.checkpoint import checkpoint_now
 from audit.config import AuditConfig

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import ConfigError
+from appliance.kernel.errors import ConfigError
 
 AUDIT_DIR = "audit"
 
@@ -48,7 +48,7 @@ class AuditConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> AuditConfig:
-        """From an ``appliance.config.Settings`` (or an ``AuditConfig``, returned as is)."""
+        """From an ``appliance.kernel.config.Settings`` (or an ``AuditConfig``, returned as is)."""
         if isinstance(settings, AuditConfig):
             return settings
         values = settings.section("audit")

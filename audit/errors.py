@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appliance.errors import BadRequest, CitadelError, Conflict, NotFound
+from appliance.kernel.errors import BadRequest, CitadelError, Conflict, ExitCode, NotFound
 
 
 class AuditError(CitadelError):
@@ -11,8 +11,6 @@ class AuditError(CitadelError):
 
 class AuditUnavailable(AuditError):
     """The audit log cannot be checked: {detail}"""
-
-    exit_code = 2
 
 
 class AuditImmutable(AuditError):
@@ -31,32 +29,24 @@ class AuditTampered(AuditError):
     """The audit log has been tampered with: {detail}. Run `appliance audit verify` for details
     and treat the log as evidence (do not repair it)."""
 
+    exit_code = ExitCode.PROBLEM_FOUND
+
 
 class NotCheckpointed(Conflict):
     """{detail}: no signed checkpoint covers it yet. Run `appliance audit checkpoint` and retry."""
-
-    exit_code = 2
 
 
 class NoSuchEvent(NotFound):
     """No audit event {seq}: the log holds events 0 to {last}."""
 
-    exit_code = 2
-
 
 class SigningKeyError(AuditError):
     """The audit signing key cannot be used: {detail}"""
-
-    exit_code = 2
 
 
 class ArchiveError(AuditError):
     """Archiving stopped and nothing was removed: {detail}"""
 
-    exit_code = 2
-
 
 class ForwardError(AuditError):
     """Forwarding stopped; the position of the last delivered event is kept: {detail}"""
-
-    exit_code = 2

@@ -5,7 +5,7 @@ transaction as the change they describe.
 Appends are serialised so the chain never forks: PostgreSQL takes a
 transaction-scoped advisory lock (``audit_lock_head``, which then reads the head
 on a fresh snapshot); SQLite transactions already hold the write lock
-(``BEGIN IMMEDIATE``, see ``appliance.db``). The lock is held only from the
+(``BEGIN IMMEDIATE``, see ``appliance.kernel.db``). The lock is held only from the
 moment the queued events are written, at commit, until the commit ends.
 
 Sessions made with ``info=audit.session_info(settings)`` also sign a
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, select, text
+from sqlalchemy import Table, event, select, text
 from sqlalchemy.orm import Session, SessionTransaction
 
-from appliance.db import begin_write
+from appliance.kernel.db import begin_write
 from audit.chain import GENESIS, canonical_json, canonical_row, entry_hash
 from audit.config import AuditConfig
 from audit.errors import InvalidEvent
@@ -166,7 +166,7 @@ def _checkpoint_if_due(session: Session) -> None:
         log.exception("audit checkpoint after commit failed; the worker will retry")
 
 
-_EVENTS = AuditEvent.__table__
+_EVENTS = cast(Table, AuditEvent.__table__)
 _LOCK_AND_HEAD = text("SELECT head_seq, head_hash FROM audit_lock_head(:k)")
 _HEAD = select(_EVENTS.c.seq, _EVENTS.c.hash).order_by(_EVENTS.c.seq.desc()).limit(1)
 _HEAD_AFTER_ARCHIVE = (select(Segment.__table__.c.end_seq - 1, Segment.__table__.c.head_hash)

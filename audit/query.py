@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Date, Select, cast, func, select
 from sqlalchemy.orm import Session
 
-from appliance.errors import BadRequest
+from appliance.kernel.errors import BadRequest
 from audit.events import public_event, public_ts
 from audit.models import AuditEvent
 from audit.statements import as_utc

@@ -4,8 +4,8 @@ A ``KeyProvider`` gives a signer (which may need an unsealed appliance) and
 the public keys (which never do). The default ``file`` provider keeps a
 dedicated Ed25519 key in the data directory: ``audit/signing.key`` (PKCS#8 PEM,
 mode 0600, created on first use) with ``audit/signing.pub`` beside it. Another
-provider, such as one backed by the appliance keyring, registers itself with
-``register_provider`` and is chosen by ``[audit] signer``. Public keys of
+provider registers itself with ``register_provider``; the ``keyring`` one (the appliance
+keyring, ``audit.keyring_signer``) is built in. ``[audit] signer`` chooses. Public keys of
 retired signers stay trusted when their PEM files are kept in
 ``audit/trusted/``.
 
@@ -173,8 +173,16 @@ def _write_once(path: Path, data: bytes, mode: int) -> bool:
     return True
 
 
+def _keyring_provider(config: AuditConfig) -> KeyProvider:
+    """The appliance keyring's signer, imported on first use: only a box with a keyring needs it."""
+    from audit.keyring_signer import KeyringProvider
+
+    return KeyringProvider(config)
+
+
 PROVIDERS: dict[str, Callable[[AuditConfig], KeyProvider]] = {
     "file": FileKeyProvider.for_config,
+    "keyring": _keyring_provider,
 }
 
 

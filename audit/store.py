@@ -16,7 +16,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Row, func, select
+from sqlalchemy import Engine, Row, select
 from sqlalchemy.orm import Session
 
 from audit.chain import canonical_row, leaf_hash
@@ -39,7 +39,7 @@ def row_canonical(row: Any, seq: int | None = None) -> bytes:
 
 
 def live_batches(session: Session, start: int, end: int | None = None, *, batch: int = BATCH,
-                 release: bool = True) -> Iterator[Sequence[Row[Any]]]:
+                 release: bool = True) -> Iterator[Sequence[Row[*tuple[Any, ...]]]]:
     """Live events with ``start <= seq < end`` in seq order, ``batch`` rows at a time.
 
     With ``release``, the session's transaction ends after each batch.
@@ -206,7 +206,7 @@ def _begin_on(conn: Any) -> Iterator[Any]:
         yield conn.connection
 
 
-def live_rows(session: Session, first: int, last: int) -> list[Row[Any]]:
+def live_rows(session: Session, first: int, last: int) -> list[Row[*tuple[Any, ...]]]:
     """Live events with ``first <= seq <= last``."""
     stmt = select(*EVENT_COLUMNS).where(AuditEvent.seq.between(first, last))
     return list(session.execute(stmt.order_by(AuditEvent.seq)).all())
@@ -220,10 +220,6 @@ def head(session: Session) -> tuple[int, bytes] | None:
         return row.seq + 1, row.hash
     stub = session.execute(select(Segment).order_by(Segment.end_seq.desc()).limit(1)).scalar()
     return (stub.end_seq, stub.head_hash) if stub is not None else None
-
-
-def first_live_seq(session: Session) -> int | None:
-    return session.scalar(select(func.min(AuditEvent.seq)))
 
 
 def checkpoints(session: Session) -> list[SignedCheckpoint]:

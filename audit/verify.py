@@ -27,7 +27,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
@@ -207,7 +207,7 @@ class _Verifier:
     def _add(self, kind: str, seq: int | None, detail: str, checkpoint: int | None = None) -> None:
         self.report.findings.append(Finding(kind, seq, detail, checkpoint))
 
-    def _stop(self, kind: str, seq: int | None, detail: str, checkpoint: int | None = None) -> None:
+    def _stop(self, kind: str, seq: int | None, detail: str, checkpoint: int | None = None) -> NoReturn:
         self._add(kind, seq, detail, checkpoint)
         raise _Stop
 

@@ -16,23 +16,25 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, stream_with_context
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.errors import CitadelError
-from appliance.web import MAX_SEQ, page_args, policy, record_event
+from appliance.kernel import charts
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import CitadelError
+from appliance.kernel.http import MAX_SEQ
+from appliance.kernel.paging import page_args
+from appliance.kernel.permissions import Cap
+from appliance.kernel.principal import login_required, require
 from audit import evidence
 from audit.api import _shown, criteria_from
 from audit.query import MAX_PER_PAGE, get_event, search, user_timeline
+from audit.requests import record_event
 from audit.store import latest_checkpoint
-from crm import charts
-from crm.access import Cap
 
 bp = Blueprint("audit", __name__, url_prefix="/audit", template_folder="templates")
 EXPORT_LIMIT = 200_000
 
 
 def _require() -> None:
-    policy().require_cap(Cap.AUDIT_READ)
+    require(Cap.AUDIT_READ)
 
 
 @bp.get("")

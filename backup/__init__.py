@@ -7,6 +7,7 @@ its guarantees are in docs/backup-format.md.
 
 What the rest of Citadel calls:
 
+- ``backup.init_app(app, api)``: the backups page, for the app factory.
 - ``backup.cli.backup``: the ``appliance backup`` click group (run, list,
   verify, restore, prune); ``backup.cli.backup_appliance(app)`` is one
   scheduled backup for the worker, due per ``BackupSettings.next_run``.
@@ -31,3 +32,17 @@ objects, Ed25519 signatures), ``archive`` (packs, index, writer and reader),
 ``scratch`` (scratch directories a killed run leaves are removed by the next),
 ``settings`` (the ``[backup]`` table of citadel.toml).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Blueprint, Flask
+
+
+def init_app(app: Flask, api: Blueprint) -> None:
+    """Add the backups page to ``app`` (backups have no API resources of their own)."""
+    from backup import views
+
+    app.register_blueprint(views.bp)

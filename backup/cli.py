@@ -22,12 +22,13 @@ from typing import Any
 import click
 from sqlalchemy.engine import make_url
 
-from appliance.cli_support import pass_appliance
-from appliance.errors import Sealed
-from appliance.runtime import Appliance
+from appliance.kernel.cli import pass_appliance
+from appliance.kernel.errors import Sealed
+from appliance.kernel.hooks import Hook
+from appliance.kernel.runtime import Appliance
 from backup.checks import registered_checks
 from backup.disaster import backup_keys_of, store_key_document
-from backup.errors import BackupError, BackupNotConfigured, NoRepository, RepositoryRolledBack
+from backup.errors import BackupError, BackupNotConfigured, DrillFailed, NoRepository, RepositoryRolledBack
 from backup.jobs import BackupOutcome, run_backup
 from backup.keys import BackupKeys
 from backup.ledger import MissingArchive, missing_archives, report_missing, summary
@@ -238,7 +239,7 @@ def backup_appliance(
                     "unproven: fix that, then run `appliance backup verify "
                     f"{outcome.archive_id}`; the previous good archive is still the one to restore"
                 )
-            raise BackupError(
+            raise DrillFailed(
                 detail=f"archive {outcome.archive_id} failed its drill: {detail}; "
                 f"the previous good archive is still the one to restore"
             )
@@ -462,7 +463,7 @@ def restore_command(
             before = _take_backup(app, settings, repo)
             click.echo(_describe(before))
             if not before.good:
-                raise BackupError(detail="the safety backup failed its drill; nothing was replaced")
+                raise DrillFailed(detail="the safety backup failed its drill; nothing was replaced")
         length = repo.load_manifest(archive_id)["stats"]["bytes_in"]
         with _progress("Restoring", length) as progress:
             result = restore_archive(repo, archive_id, to_url, files_dir=files_dir, force=force, progress=progress)
@@ -544,13 +545,18 @@ def recovery_target(spec: str, target_config: Path | None) -> Target:
     return LocalTarget(spec, create=False)
 
 
+#: How `appliance keys unseal` asks the officers: ``unseal_with_cards(app, unsealer)`` and
+#: ``add_share(unsealer, path)``. A new box rebuilt from a target unseals the same way; the
+#: composition root provides them (``appliance.key_commands``, in ``appliance.backups``).
+unseal_prompts = Hook("backup.unseal_prompts")
+
+
 def _unseal_new_box(data_dir: Path, documents: list[tuple[str, dict[str, Any]]], use_recovery: bool,
                     share_files: tuple[str, ...]) -> Any:
     """Unseal the key files copied from the target, as `appliance keys unseal` does."""
     from types import SimpleNamespace
 
     from appliance.keys import sealing
-    from appliance.keys.cli import _add_share, _unseal_with_cards
     from appliance.keys.errors import WrongMasterKey
     from backup.disaster import install_key_document
 
@@ -567,12 +573,12 @@ def _unseal_new_box(data_dir: Path, documents: list[tuple[str, dict[str, Any]]],
     unsealer = sealing.Unsealer(data_dir)
     click.echo(f"{unsealer.threshold} share holders are needed; holders: {', '.join(unsealer.remaining_holders())}.")
     if not share_files:
-        _unseal_with_cards(SimpleNamespace(data_dir=data_dir), unsealer)
+        unseal_prompts.unseal_with_cards(SimpleNamespace(data_dir=data_dir), unsealer)
     queue = [Path(p) for p in share_files]
     while unsealer.missing:
         path = queue.pop(0) if queue else Path(click.prompt(
             f"Share file ({unsealer.missing} more needed)", type=click.Path(dir_okay=False), err=True))
-        if _add_share(unsealer, path):
+        if unseal_prompts.add_share(unsealer, path):
             click.echo(f"Share accepted ({len(unsealer.given)} of {unsealer.threshold}).")
     return unsealer.finish()
 

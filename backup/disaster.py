@@ -35,8 +35,9 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from appliance.config import CONFIG_FILE, write_initial
-from appliance.errors import CitadelError
+from appliance.kernel.config import CONFIG_FILE, write_initial
+from appliance.kernel.errors import CitadelError
+from appliance.kernel.hooks import Hook
 from appliance.keys import files as key_files
 from backup import scratch as scratch_dirs
 from backup.errors import BackupError
@@ -56,6 +57,12 @@ CARD_SHARES_DIR = "card-shares"
 
 RecoveryCheck = Callable[[Path], tuple[bool, str]]
 _RECOVERY_CHECKS: dict[str, RecoveryCheck] = {}
+
+
+#: ``upgrade_schema(engine)``: bring a recovered database to the newest schema of every
+#: package. Backups copy databases without knowing whose tables they hold, so the
+#: composition root provides it (``appliance.schema.upgrade``, in ``appliance.backups``).
+upgrade_schema = Hook("backup.upgrade_schema")
 
 
 def register_recovery_check(name: str, check: RecoveryCheck) -> None:
@@ -222,13 +229,12 @@ def point_config_at(data_dir: Path, database_url: str) -> list[str]:
 def _finish(data_dir: Path, archive_id: str, target_label: str) -> tuple[bool, str, int]:
     """Migrate, record the recovery in the audit log, and verify the log (anchor included)."""
     import audit
-    from appliance.runtime import Appliance
-    from appliance.schema import upgrade
+    from appliance.kernel.runtime import Appliance
     from audit.verify import verify
 
     appliance = Appliance.open(data_dir)
     try:
-        upgrade(appliance.engine)
+        upgrade_schema(appliance.engine)
         with appliance.session() as session:
             audit.record(session, "backup.restore", user=None,
                          meta={"archive": archive_id, "from": target_label, "recovery": "disaster"})

@@ -1,11 +1,11 @@
 """What can go wrong with a backup, each with what to do about it.
 
-Every class's docstring is its message template (see ``appliance.errors``).
+Every class's docstring is its message template (see ``appliance.kernel.errors``).
 """
 
 from __future__ import annotations
 
-from appliance.errors import CitadelError, ConfigError, Conflict, NotFound
+from appliance.kernel.errors import CitadelError, ConfigError, Conflict, ExitCode, NotFound
 
 
 class BackupError(CitadelError):
@@ -14,8 +14,16 @@ class BackupError(CitadelError):
     code = "backup"
 
 
+class DrillFailed(BackupError):
+    """The backup failed: {detail}"""
+
+    exit_code = ExitCode.PROBLEM_FOUND  # the drill ran and found the backup unproven
+
+
 class ArchiveDamaged(BackupError):
     """Backup archive {archive} is damaged or was tampered with ({detail}); use an older one."""
+
+    exit_code = ExitCode.PROBLEM_FOUND
 
     code = "backup_damaged"
 
@@ -31,8 +39,6 @@ class PackDamaged(ArchiveDamaged):
 
 class WrongKey(BackupError):
     """The backup key (version {version}) cannot open this repository: {detail}."""
-
-    exit_code = 2
     code = "backup_key"
 
 
@@ -65,8 +71,6 @@ class RepositoryRolledBack(BackupError):
 
 class TargetUnavailable(BackupError):
     """Backup target {target} cannot be used: {detail}"""
-
-    exit_code = 2
     code = "backup_target"
 
 
@@ -80,8 +84,6 @@ class SnapshotFailed(BackupError):
 
 class RestoreRefused(Conflict):
     """{detail} is not empty; restore into a new database, or pass --force to replace it."""
-
-    exit_code = 2
 
 
 class BackupNotConfigured(ConfigError):

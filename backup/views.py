@@ -8,12 +8,12 @@ from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.errors import CitadelError
-from appliance.web import policy, record_event
-from crm import charts
-from crm.access import Cap
+from appliance.kernel import charts
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import CitadelError
+from appliance.kernel.permissions import Cap
+from appliance.kernel.principal import login_required, require
+from audit.requests import record_event
 
 bp = Blueprint("backups", __name__, url_prefix="/backups", template_folder="templates")
 REQUEST_FILE = "backup-requested"
@@ -26,7 +26,7 @@ def _appliance() -> Any:
 @bp.get("")
 @login_required
 def index() -> str:
-    policy().require_cap(Cap.BACKUPS_ADMIN)
+    require(Cap.BACKUPS_ADMIN)
     from backup.cli import _missing, _missing_row, _repository, _rows
     from backup.ledger import summary
     from backup.settings import BackupSettings
@@ -62,7 +62,7 @@ def index() -> str:
 @bp.post("/run")
 @login_required
 def request_run() -> Any:
-    policy().require_cap(Cap.BACKUPS_ADMIN)
+    require(Cap.BACKUPS_ADMIN)
     (_appliance().data_dir / REQUEST_FILE).write_text(datetime.now(UTC).isoformat())
     record_event("backup.request", meta={"via": "web"})
     get_db().commit()

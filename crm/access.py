@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
 from sqlalchemy.orm import Session
 
-from appliance.errors import Forbidden, NotFound
+from appliance.kernel.errors import Forbidden, NotFound
+from appliance.kernel.permissions import Cap
 from crm.identity import Capability, FieldRule, Permission, Team, User
 from crm.models import Account, AccountShare, Activity, Contact, Deal
 
@@ -75,22 +76,6 @@ class Level(StrEnum):
 
 
 _LEVEL_RANK = {Level.HIDDEN: 0, Level.MASKED: 1, Level.READ: 2, Level.EDIT: 3}
-
-
-class Cap(StrEnum):
-    """Rights outside client records, named ``resource:action``."""
-
-    AUDIT_READ = "audit:read"
-    ALERTS_READ = "alerts:read"
-    ALERTS_TRIAGE = "alerts:triage"
-    USERS_ADMIN = "users:admin"
-    USERS_RESTRICT = "users:restrict"
-    ROLES_ADMIN = "roles:admin"
-    ROLES_APPROVE = "roles:approve"
-    CARDS_ADMIN = "cards:admin"
-    BACKUPS_ADMIN = "backups:admin"
-    HEALTH_READ = "health:read"
-    EXPORTS_APPROVE = "exports:approve"
 
 
 MODELS: dict[Entity, type] = {

@@ -25,9 +25,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 import audit
 from appliance import keys
-from appliance.errors import BadRequest
+from appliance.kernel.errors import BadRequest
+from appliance.kernel.orm import new_id, utcnow
 from crm.access import Action, Entity, Policy
-from crm.base import Base, new_id, utcnow
+from crm.base import Base
 from crm.models import Account, Record
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -88,7 +89,7 @@ def add(db: Session, policy: Policy, data_dir: Path, account_id: uuid.UUID, file
     account = policy.get(Entity.ACCOUNT, account_id)
     if not policy.allows(Entity.ATTACHMENT, Action.CREATE, owner_id=account.owner_id,
                          team_id=account.team_id):
-        from appliance.errors import Forbidden
+        from appliance.kernel.errors import Forbidden
 
         raise Forbidden(action="attach files to this account")
     name = safe_name(filename)
@@ -121,7 +122,7 @@ def visible(db: Session, policy: Policy, account: Account) -> list[Attachment]:
 
 def get(db: Session, policy: Policy, attachment_id: uuid.UUID, action: Action = Action.READ) -> Attachment:
     """The attachment, if the user may ``action`` it and read its account; else it does not exist."""
-    from appliance.errors import NotFound
+    from appliance.kernel.errors import NotFound
 
     attachment = db.get(Attachment, attachment_id)
     if attachment is None or not policy.permits(Entity.ACCOUNT, attachment.account_id, Action.READ) \

@@ -24,10 +24,12 @@ from sqlalchemy import ForeignKey, Integer, String, Text, Uuid, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import audit
-from appliance.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
+from appliance.kernel.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
+from appliance.kernel.orm import new_id, utcnow
+from appliance.kernel.permissions import Cap
 from appliance.keys import encrypted_field
-from crm.access import MODELS, Action, Cap, Entity, Policy
-from crm.base import Base, new_id, utcnow
+from crm.access import MODELS, Action, Entity, Policy
+from crm.base import Base
 from crm.identity import User
 from crm.models import Record
 from crm.queries import ListQuery, build

@@ -22,18 +22,19 @@ from sqlalchemy import ForeignKey, Integer, String, Text, Uuid, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import audit
-from appliance.errors import BadRequest, Forbidden
+from appliance.kernel.errors import BadRequest, Forbidden
+from appliance.kernel.orm import new_id, utcnow
+from appliance.kernel.paging import count_of
 from appliance.keys import encrypted_field
-from appliance.web import count_of
 from audit.models import AuditEvent
 from crm.access import Action, Entity, Policy
-from crm.base import Base, new_id, utcnow
+from crm.base import Base
 from crm.export_requests import EXPORTABLE, ExportRequest, coverage
+from crm.hooks import watermark
 from crm.models import Record
 from crm.queries import ListQuery, build
-from dlp import watermark
-from dlp.xlsx import MIMETYPE as XLSX_MIMETYPE
-from dlp.xlsx import write_xlsx
+from crm.xlsx import MIMETYPE as XLSX_MIMETYPE
+from crm.xlsx import write_xlsx
 
 _PLAIN_NUMBER = re.compile(r"^\+?[0-9 ()./-]+$")
 FORMATS = ("csv", "xlsx")

@@ -23,7 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from crm.base import Base, utcnow
+from appliance.kernel.orm import utcnow
+from crm.base import Base
 
 
 class Team(Base):

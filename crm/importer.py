@@ -19,15 +19,15 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String, Uuid, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from appliance.errors import BadRequest, CitadelError, NotFound
+from appliance.kernel.errors import BadRequest, CitadelError, NotFound
+from appliance.kernel.orm import new_id, utcnow
 from appliance.keys import encrypted_field
 from crm.access import Entity, Policy
-from crm.base import Base, new_id, utcnow
+from crm.base import Base
+from crm.hooks import canary_positions, watermark
 from crm.models import Account
 from crm.records import RecordService
 from crm.schemas import SCHEMAS
-from dlp import watermark
-from dlp.trace import canary_positions
 
 MAX_ROWS = 20_000
 KEEP_FOR = timedelta(hours=1)

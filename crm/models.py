@@ -33,8 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from appliance.kernel.orm import new_id, utcnow
 from appliance.keys import encrypted_field
-from crm.base import Base, new_id, utcnow
+from crm.base import Base
 from crm.identity import Team, User
 
 DEAL_STAGES = ("lead", "qualified", "proposal", "negotiation", "won", "lost")

@@ -8,7 +8,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appliance.errors import Conflict, NotFound, ValidationFailed
+from appliance.kernel.errors import Conflict, NotFound, ValidationFailed
 from crm.identity import Role, Team, User
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, false, or_
 
-from appliance.errors import BadRequest
+from appliance.kernel.errors import BadRequest
 from crm.access import Action, Entity, Policy
 from crm.models import Account, Activity, Contact, Deal, fold
 

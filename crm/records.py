@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import audit
-from appliance.errors import Forbidden, ValidationFailed
+from appliance.kernel.errors import Forbidden, ValidationFailed
 from appliance.keys import decrypt_value, encrypt_value
 from appliance.keys.fields import fields_of
 from crm.access import Action, Entity, Policy

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.orm import Session
 
-from appliance.db import is_postgres
-from appliance.errors import Forbidden
+from appliance.kernel.db import is_postgres
+from appliance.kernel.errors import Forbidden
 from crm.access import Action, Entity, Policy
 from crm.identity import User
 from crm.models import DEAL_STAGES, Activity, Deal

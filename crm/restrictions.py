@@ -15,12 +15,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import audit
-from appliance.auth import revoke_sessions
-from appliance.card_login import revoke_cards
-from appliance.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from crm.access import Cap, Policy
+from appliance.kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from appliance.kernel.permissions import Cap
+from crm.access import Policy
 from crm.identity import User
 from crm.models import Account, Activity, Deal
+from crm.revocation import revoke_cards, revoke_sessions
 
 OWNED = (("account", Account), ("deal", Deal), ("activity", Activity))
 

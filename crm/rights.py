@@ -32,9 +32,11 @@ from sqlalchemy import ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import audit
-from appliance.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from crm.access import FIELDS, Action, Cap, Entity, Level, Policy, Scope
-from crm.base import Base, utcnow
+from appliance.kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from appliance.kernel.orm import utcnow
+from appliance.kernel.permissions import Cap
+from crm.access import FIELDS, Action, Entity, Level, Policy, Scope
+from crm.base import Base
 from crm.identity import Capability, FieldRule, Permission, Role, Team, User
 from crm.models import Account, AccountShare
 from crm.people import add_user

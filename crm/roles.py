@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm.access import Action, Cap, Entity, Level, Scope
+from appliance.kernel.permissions import Cap
+from crm.access import Action, Entity, Level, Scope
 from crm.identity import Capability, FieldRule, Permission, Role
 
 RECORDS = (Entity.ACCOUNT, Entity.CONTACT, Entity.DEAL, Entity.ACTIVITY)

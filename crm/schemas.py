@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from appliance.errors import ValidationFailed
+from appliance.kernel.errors import ValidationFailed
 from crm.models import ACCOUNT_STATUSES, ACTIVITY_KINDS, CURRENCIES, DEAL_STAGES
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")

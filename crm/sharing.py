@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import audit
-from appliance.errors import Forbidden, NotFound, ValidationFailed
+from appliance.kernel.errors import Forbidden, NotFound, ValidationFailed
 from crm.access import Action, Entity, Policy
 from crm.identity import Team, User
 from crm.models import Account, AccountShare

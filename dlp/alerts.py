@@ -18,7 +18,7 @@ from sqlalchemy import Float, ForeignKey, String, Text, Uuid, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 import audit
-from appliance.errors import Conflict, NotFound, ValidationFailed
+from appliance.kernel.errors import Conflict, NotFound, ValidationFailed
 from appliance.keys import encrypted_field
 from dlp.base import Base
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import Blueprint, request
 from sqlalchemy import select
 
-from appliance.api import bp
-from appliance.db import get_db
-from appliance.web import page_args, paginate, policy
-from crm.access import Cap
+from appliance.kernel.db import get_db
+from appliance.kernel.http import json_body
+from appliance.kernel.paging import page_args, paginate
+from appliance.kernel.permissions import Cap
+from crm.current import policy
 from dlp.alerts import OPEN, STATUSES, Alert, Triage
+
+#: Registered under the API blueprint (``/api/v1``), which authenticates the caller.
+bp = Blueprint("alerts", __name__)
 
 
 @bp.get("/alerts")
@@ -39,9 +43,7 @@ def get_alert(alert_id: int) -> Any:
 def update_alert(alert_id: int) -> Any:
     """``{"status": "dismissed", "reason": "..."}`` and/or ``{"assignee": "sofia"}``."""
     policy().require_cap(Cap.ALERTS_TRIAGE)
-    from appliance.errors import BadRequest
-    from crm.api.records import json_body
-
+    from appliance.kernel.errors import BadRequest
     body = json_body()
     triage = Triage(get_db(), policy().user.username, request.remote_addr)
     if not {"status", "assignee"} & set(body):

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from crm.base import NAMING, UTCDateTime
+from appliance.kernel.orm import NAMING, UTCDateTime
 
 
 class Base(DeclarativeBase):

@@ -12,14 +12,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import request
+from flask import Blueprint, request
 from sqlalchemy import func, select
 
-from appliance.api import bp
-from appliance.db import get_db
-from appliance.errors import BadRequest, TooManyRequests
-from appliance.web import policy, record_event
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import BadRequest, TooManyRequests
 from audit.models import AuditEvent
+from audit.requests import record_event
+from crm.current import policy
+
+#: Registered under the API blueprint (``/api/v1``), which authenticates the caller.
+bp = Blueprint("beacons", __name__)
 
 ACTIONS = {"copy": "copy", "cut": "copy", "print": "print"}
 ENTITIES = ("account", "contact", "deal", "activity", "report")

@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime
 
 import click
 
-from appliance.errors import BadRequest, CitadelError
+from appliance.kernel.cli import CitadelGroup
+from appliance.kernel.errors import BadRequest
 from dlp.events import parse_time
 
 
@@ -36,22 +37,7 @@ def _cut_off(value: str) -> int:
         raise BadDate(value=value) from exc
 
 
-class _Group(click.Group):
-    """Errors become one line and an exit code, also when run on its own.
-
-    (The root group does the same; importing it here would make ``dlp.cli``
-    and ``appliance.cli`` import each other.)
-    """
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except CitadelError as exc:
-            click.secho(f"Error: {exc.message}", fg="red", err=True)
-            sys.exit(exc.exit_code)
-
-
-@click.group("dlp", cls=_Group)
+@click.group("dlp", cls=CitadelGroup)
 def dlp() -> None:
     """Leak detection: simulate activity, replay events into alerts."""
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from audit.models import AuditEvent
 from crm.identity import User
-from crm.models import Account
+from crm.readapi import account_names
 
 #: Actions whose record counts measure how much of the client base someone touched.
 READS = ("record.view", "record.search", "export", "print", "copy", "api.read", "report.run",
@@ -80,9 +80,7 @@ def records_in_evidence(db: Session, seqs: list[int], limit: int = 200) -> tuple
         except ValueError:
             continue
     total = len(keys)
-    rows = db.execute(select(Account.id, Account.name, User.username).join(User, User.id == Account.owner_id)
-                      .where(Account.id.in_(keys[:limit])).order_by(Account.name)).all()
-    found = [{"id": str(r[0]), "name": r[1], "owner": r[2]} for r in rows]
+    found = [{"id": str(r[0]), "name": r[1], "owner": r[2]} for r in account_names(db, keys[:limit])]
     return found, total
 
 

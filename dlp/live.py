@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 from audit.events import public_event
 from audit.models import AuditEvent
 from crm.identity import Team, User

@@ -25,7 +25,7 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 
 log = logging.getLogger("citadel.dlp.notify")
 CEF_SEVERITY = {"low": 3, "medium": 5, "high": 8, "critical": 10}

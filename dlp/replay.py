@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.errors import BadRequest
+from appliance.kernel.errors import BadRequest
 from dlp.events import EventTable, InputReport, Vocabulary, dumps, iso, read_events
 from dlp.scoring import LeakScorer
 

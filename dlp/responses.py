@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appliance.errors import NotFound
+from appliance.kernel.errors import NotFound
 from crm.identity import ApiToken, User, UserSession
 from crm.restrictions import Restrictions
 from dlp.alerts import Alert, Triage

@@ -20,6 +20,7 @@ fitted scorer with a format version.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from typing import Any
 
 import joblib
 import numpy as np
+import sklearn
+from sklearn.exceptions import InconsistentVersionWarning
 
 from dlp import explain
 from dlp.detectors import LeakDetector
@@ -389,14 +392,21 @@ class LeakScorer:
     # -- persistence ---------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:
-        """Write the fitted scorer (and its memory of recent events) to ``path``."""
-        joblib.dump({"format": MODEL_FORMAT, "version": MODEL_VERSION, "scorer": self}, path)
+        """Write the fitted scorer (and its memory of recent events) to ``path``, with the
+        scikit-learn version it was fitted with: another version may read it differently."""
+        joblib.dump({"format": MODEL_FORMAT, "version": MODEL_VERSION, "sklearn": sklearn.__version__,
+                     "scorer": self}, path)
 
     @staticmethod
     def load(path: str | Path) -> LeakScorer:
-        """Read a scorer written by ``save``; refuses other files and versions."""
+        """Read a scorer written by ``save``; refuses other files and versions, and a model
+        fitted with another scikit-learn than the one installed."""
         try:
-            data = joblib.load(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", InconsistentVersionWarning)
+                data = joblib.load(path)
+        except InconsistentVersionWarning as exc:
+            raise ModelError(_other_sklearn(path, exc.original_sklearn_version)) from None
         except Exception as exc:  # joblib raises many types for a foreign file
             raise ModelError(f"{path} is not a saved DLP model ({exc})") from exc
         if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
@@ -404,7 +414,15 @@ class LeakScorer:
         if data.get("version") != MODEL_VERSION:
             raise ModelError(f"{path} is a version {data.get('version')} DLP model; this "
                              f"appliance reads version {MODEL_VERSION}: fit a new one")
+        if data.get("sklearn") != sklearn.__version__:
+            raise ModelError(_other_sklearn(path, data.get("sklearn") or "an unrecorded version"))
         return data["scorer"]
+
+
+def _other_sklearn(path: str | Path, fitted_with: str) -> str:
+    return (f"{path} was fitted with scikit-learn {fitted_with}, but this appliance runs scikit-learn "
+            f"{sklearn.__version__}, which may read it wrongly: fit a new model "
+            "(the worker does so on its own; `appliance dlp replay` fits one per run)")
 
 
 def _hour_keys(rows: Rows) -> np.ndarray:

@@ -36,10 +36,10 @@ from appliance.keys import state
 from appliance.keys.blind import normalise_email, normalise_phone, normalise_tax_id
 from appliance.keys.primitives import hmac_sha256
 from crm.access import FIELDS
+from crm.readapi import STRONG, ClientIndex
 from dlp import watermark
 from dlp.canaries import ALIASES, canonical, name_key, website_host
 from dlp.models import CanaryKey, CanaryRow, ExportMark, MarkedRecord
-from dlp.sensors.fingerprints import STRONG, ClientIndex
 from dlp.sensors.readers import Table, read_table
 
 FOUND = 0.999999

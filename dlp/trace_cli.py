@@ -22,9 +22,9 @@ import click
 
 import audit
 from appliance import keys
-from appliance.cli_support import pass_appliance
-from appliance.errors import ConfigError, Sealed
-from appliance.runtime import Appliance
+from appliance.kernel.cli import pass_appliance
+from appliance.kernel.errors import ConfigError, Sealed
+from appliance.kernel.runtime import Appliance
 
 
 def _unsealed(appliance: Appliance) -> None:

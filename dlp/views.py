@@ -10,16 +10,18 @@ from typing import Any
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.errors import BadRequest, CitadelError, Conflict, ValidationFailed
-from appliance.web import page_args, paginate, policy, record_event
+from appliance.kernel import charts
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import BadRequest, CitadelError, Conflict, ValidationFailed
+from appliance.kernel.paging import page_args, paginate
+from appliance.kernel.permissions import Cap
+from appliance.kernel.principal import login_required
 from audit import evidence
 from audit.chain import canonical_json
 from audit.config import AuditConfig
+from audit.requests import record_event
 from audit.signing import provider_for
-from crm import charts
-from crm.access import Cap
+from crm.current import policy
 from crm.identity import User
 from crm.restrictions import Restrictions
 from dlp import console

@@ -347,7 +347,7 @@ def plan(db: Session, *, export_id: uuid.UUID | str | None, user: Any, entity: s
 
     ``user`` is the exporting ``crm.identity.User``; ``export_id`` the export's id
     (None for a print: the mark's own id names it); ``settings`` the appliance's
-    ``appliance.config.Settings`` (for ``[dlp]`` canary settings). Raises ``Sealed`` without keys.
+    ``appliance.kernel.config.Settings`` (for ``[dlp]`` canary settings). Raises ``Sealed`` without keys.
     """
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(CHANNELS)}")
@@ -415,7 +415,7 @@ def record(db: Session, mark: Mark, exported_ids: Iterable[uuid.UUID | str]) -> 
     Call in the export's transaction; canary values that happen to equal a real
     client's are not kept as evidence (they would point at the wrong file).
     """
-    from dlp.sensors.fingerprints import ClientIndex
+    from crm.readapi import ClientIndex
 
     ids = {i if isinstance(i, uuid.UUID) else uuid.UUID(str(i)) for i in exported_ids}
     db.flush()  # the mark row first: the rows below refer to it

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import click
 
-from appliance.errors import CitadelError
+from appliance.kernel.errors import CitadelError
 from provisioning.runner import HostSummary, ProvisionResult, TaskEvent, run_playbook
 
 _STYLES = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red"}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import CitadelError
+from appliance.kernel.errors import CitadelError
 
 PROVISIONING_DIR = Path(__file__).resolve().parent
 SITE_PLAYBOOK = PROVISIONING_DIR / "site.yml"

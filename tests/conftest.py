@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from appliance.schema import upgrade
 
 PG_ENV = "CITADEL_TEST_DATABASE_URL"
@@ -110,8 +110,8 @@ def data_dir(tmp_path: Path, database_url: str) -> Iterator[Path]:
     """An initialised, unsealed data directory on the test database (schema at head, roles
     seeded; demo keys, so no officer needs to unseal it)."""
     from appliance import keys
-    from appliance.config import write_initial
-    from appliance.runtime import Appliance
+    from appliance.kernel.config import write_initial
+    from appliance.kernel.runtime import Appliance
     from crm.roles import seed_roles
 
     root = tmp_path / "appliance"
@@ -128,7 +128,7 @@ def data_dir(tmp_path: Path, database_url: str) -> Iterator[Path]:
 
 @pytest.fixture
 def appliance(data_dir: Path):
-    from appliance.runtime import Appliance
+    from appliance.kernel.runtime import Appliance
 
     opened = Appliance.open(data_dir)
     yield opened

@@ -35,7 +35,7 @@ from appliance.cards.errors import CardError
 from appliance.cards.piv import PivSession
 from appliance.cards.spec import Slot
 from appliance.cards.transport import PcscContext, ReaderState
-from appliance.errors import CitadelError
+from appliance.kernel.errors import CitadelError
 
 log = logging.getLogger("citadel.cards.agent")
 

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from appliance.cards import spec
 from appliance.cards.spec import Algorithm
-from appliance.errors import NotAuthenticated
+from appliance.kernel.errors import NotAuthenticated
 
 #: Domain separator: these bytes are only ever signed as a Citadel card login.
 DOMAIN = b"citadel card login v1\x00"

@@ -21,7 +21,7 @@ import click
 from appliance.cards import AGENT_PORT
 from appliance.cards.errors import CardError
 from appliance.cards.virtual_state import ALGORITHMS
-from appliance.errors import BadRequest, CitadelError
+from appliance.kernel.errors import BadRequest, CitadelError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

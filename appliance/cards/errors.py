@@ -6,7 +6,7 @@ web login answer. Nothing here ever carries a PIN.
 
 from __future__ import annotations
 
-from appliance.errors import CitadelError
+from appliance.kernel.errors import CitadelError
 
 
 class CardError(CitadelError):

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from appliance.cards import spec
 from appliance.cards.errors import SealedDataInvalid, UnsupportedAlgorithm, WrongCard
 from appliance.cards.spec import Slot
-from appliance.errors import BadRequest
+from appliance.kernel.errors import BadRequest
 
 if TYPE_CHECKING:
     from appliance.cards.piv import PivSession

@@ -67,7 +67,7 @@ from appliance.keys.state import current, in_demo_mode, is_sealed, on_key_files_
 def start(settings: Any) -> Keyring | None:
     """At process start: unseal a demo from its key file, else follow the kernel keyring.
 
-    ``settings`` is an ``appliance.config.Settings``. Returns the keyring, or
+    ``settings`` is an ``appliance.kernel.config.Settings``. Returns the keyring, or
     None while the appliance is sealed (serve a "sealed" page, HTTP 503).
     """
     run_self_test()  # a box whose crypto library fails its known answers must not serve

@@ -5,7 +5,7 @@ Like every Citadel error, each class's docstring is its message template.
 
 from __future__ import annotations
 
-from appliance.errors import BadRequest, CitadelError, ConfigError, Conflict
+from appliance.kernel.errors import BadRequest, CitadelError, ConfigError, Conflict, ExitCode
 
 
 class KeysNotInitialised(ConfigError):
@@ -19,15 +19,11 @@ class KeysAlreadyInitialised(Conflict):
 
 class WrongMasterKey(CitadelError):
     """That master key ({source}) does not open this appliance's keyring: wrong appliance?"""
-
-    exit_code = 2
     code = "wrong_master_key"
 
 
 class KeyringTampered(CitadelError):
     """{path} was altered outside Citadel ({detail}): restore it from a backup before unsealing."""
-
-    exit_code = 2
     code = "keyring_tampered"
 
 
@@ -52,7 +48,7 @@ class KernelKeyringUnavailable(ConfigError):
 class SelfTestFailed(CitadelError):
     """Crypto self-test failed ({detail}): the appliance stays sealed; reinstall its libraries."""
 
-    exit_code = 3
+    exit_code = ExitCode.SELF_TEST_FAILED
     code = "self_test_failed"
 
 
@@ -62,15 +58,11 @@ class BadShareFile(BadRequest):
 
 class WrongPassphrase(CitadelError):
     """That passphrase does not open {holder}'s share (or the share file was altered): try again."""
-
-    exit_code = 2
     code = "wrong_passphrase"
 
 
 class NotEnoughShares(CitadelError):
     """{have} of the {need} shares needed were given: ask more key holders to unseal."""
-
-    exit_code = 2
     code = "not_enough_shares"
 
 
@@ -80,6 +72,4 @@ class BadRecoveryKey(BadRequest):
 
 class RotationError(CitadelError):
     """Key rotation cannot continue: {detail}"""
-
-    exit_code = 2
     code = "rotation"

@@ -36,7 +36,7 @@ from functools import lru_cache
 from typing import Any, Generic, TypeVar, overload
 
 from cryptography.hazmat.primitives import padding
-from sqlalchemy import LargeBinary, event
+from sqlalchemy import LargeBinary, SQLColumnExpression, event
 from sqlalchemy.orm import InstrumentedAttribute, Mapper, mapped_column
 from sqlalchemy.sql import ColumnElement, false
 
@@ -212,7 +212,7 @@ class EncryptedField(Generic[T]):
         return getattr(self.owner, self.attr)
 
     @property
-    def index(self) -> InstrumentedAttribute[bytes | None]:
+    def index(self) -> SQLColumnExpression[bytes]:
         if not self.index_attr:
             raise TypeError(f"{self.table}.{self.name} has no blind index: declare index=...")
         return getattr(self.owner, self.index_attr)

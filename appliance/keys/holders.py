@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from argon2.low_level import Type, hash_secret_raw
 
-from appliance.errors import BadRequest
+from appliance.kernel.errors import BadRequest
 from appliance.keys.errors import BadShareFile, DecryptionFailed, WrongPassphrase
 from appliance.keys.primitives import NONCE_BYTES, frame, open_sealed, random_bytes, seal
 

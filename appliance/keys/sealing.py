@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import BadRequest
+from appliance.kernel.errors import BadRequest
 from appliance.keys import files, kernel, state
 from appliance.keys.errors import (
     BadShareFile,

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.errors import Sealed
+from appliance.kernel.errors import Sealed
 from appliance.keys import files, kernel
 from appliance.keys.errors import KernelKeyringUnavailable
 from appliance.keys.keyring import Keyring, read_document

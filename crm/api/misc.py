@@ -5,20 +5,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Response, request
+from flask import Blueprint, Response, request
 from sqlalchemy import select
 
-from appliance.api import bp
-from appliance.db import get_db
-from appliance.errors import BadRequest, NotFound
-from appliance.web import appliance_settings, page_args, paginate, policy, record_event
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import BadRequest, NotFound
+from appliance.kernel.http import json_body
+from appliance.kernel.paging import page_args, paginate
+from appliance.kernel.permissions import Cap
+from appliance.kernel.runtime import appliance_settings
+from audit.requests import record_event
 from crm import reports
-from crm.access import Cap, Entity
-from crm.api.records import RESOURCES, json_body
+from crm.access import Entity
+from crm.api.records import RESOURCES
 from crm.api.serialize import jsonable
+from crm.current import policy
 from crm.exports import Export, export_records
 from crm.identity import User
 from crm.queries import ListQuery
+
+#: Registered under the API blueprint (``/api/v1``), which authenticates the caller.
+bp = Blueprint("crm", __name__)
 
 
 @bp.get("/exports")

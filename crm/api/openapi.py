@@ -1,13 +1,20 @@
-"""``/api/v1/openapi.json``: the API described from the same schemas that
-validate requests, so the document cannot drift from the code."""
+"""The CRM's part of ``/api/v1/openapi.json``: its resources described from the same
+schemas that validate requests, so the document cannot drift from the code."""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-from appliance.api import bp
-from appliance.web import MAX_INT_ID, MAX_PAGE, MAX_PER_PAGE, MAX_SEQ
+from appliance.kernel.http import MAX_INT_ID
+from appliance.kernel.openapi import (
+    LIST_PARAMS,
+    NULLABLE_TEXT,
+    body,
+    errors,
+    json_response,
+    page,
+    ref,
+)
 from crm.access import FIELDS, MODELS, Entity
 from crm.api.records import RESOURCES
 from crm.api.serialize import META_FIELDS
@@ -71,28 +78,8 @@ def _output(entity: Entity) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": ["id"], "additionalProperties": False}
 
 
-def _page(ref: str) -> dict[str, Any]:
-    return {"type": "object", "required": ["items", "total", "page", "per_page"], "properties": {
-        "items": {"type": "array", "items": {"$ref": ref}},
-        "total": {"type": "integer"}, "page": {"type": "integer"},
-        "per_page": {"type": "integer"}}}
-
-
-ERROR = {"description": "Error", "content": {"application/json": {"schema": {
-    "$ref": "#/components/schemas/Error"}}}}
-LIST_PARAMS = [
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
-    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                   "maximum": MAX_PER_PAGE}},
-    {"name": "q", "in": "query", "schema": {
-        "type": "string", "description": "search text; its first 200 characters count"}},
-]
 ID_PARAM = {"name": "record_id", "in": "path", "required": True,
             "schema": {"type": "string", "format": "uuid"}}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): ERROR for code in codes}
 
 
 def _list_params(entity: Entity) -> list[dict[str, Any]]:
@@ -120,85 +107,25 @@ def _record_paths(resource: str, entity: Entity) -> dict[str, Any]:
         f"/{resource}": {
             "get": {"summary": f"List {resource} you may read", "parameters": _list_params(entity),
                     "responses": {"200": {"description": "A page", "content": {
-                        "application/json": {"schema": _page(ref)}}}, **_errors(400, 401, 403)}},
+                        "application/json": {"schema": page(ref)}}}, **errors(400, 401, 403)}},
             "post": {"summary": f"Create a {entity.value}", "requestBody": body,
-                     "responses": {"201": one["200"], **_errors(400, 401, 403, 404, 422)}},
+                     "responses": {"201": one["200"], **errors(400, 401, 403, 404, 422)}},
         },
         f"/{resource}/{{record_id}}": {
             "parameters": [ID_PARAM],
-            "get": {"summary": f"One {entity.value}", "responses": {**one, **_errors(401, 404)}},
+            "get": {"summary": f"One {entity.value}", "responses": {**one, **errors(401, 404)}},
             "patch": {"summary": f"Change a {entity.value}", "requestBody": {
                 "required": True, "content": {"application/json": {"schema": {
                     "$ref": new.replace("Input", "Patch")}}}},
-                "responses": {**one, **_errors(400, 401, 403, 404, 422)}},
+                "responses": {**one, **errors(400, 401, 403, 404, 422)}},
             "delete": {"summary": f"Delete a {entity.value}",
                        "responses": {"204": {"description": "Deleted"},
-                                     **_errors(401, 403, 404)}},
+                                     **errors(401, 403, 404)}},
         },
-    }
-
-
-@cache
-def document() -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Error": {"type": "object", "required": ["error"], "properties": {
-        "error": {"type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string"}, "message": {"type": "string"},
-            "fields": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}
-    paths: dict[str, Any] = {}
-    for resource, entity in RESOURCES.items():
-        name = entity.value.capitalize()
-        specs = SCHEMAS[entity.value]
-        props = {k: _input(s) for k, s in specs.items()}
-        schemas[name] = _output(entity)
-        schemas[f"{name}Input"] = {"type": "object", "properties": props,
-                                   "required": [k for k, s in specs.items() if s.required],
-                                   "additionalProperties": False}
-        schemas[f"{name}Patch"] = {"type": "object", "additionalProperties": False,
-                                   "properties": {k: _input(s, _clearable(entity, k))
-                                                  for k, s in specs.items()}}
-        paths.update(_record_paths(resource, entity))
-    schemas.update(OTHER_SCHEMAS)
-    paths.update(_other_paths())
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Citadel API", "version": "1",
-                 "description": "Client records under the same rights as the web UI. "
-                                "Every read is audited."},
-        "servers": [{"url": "/api/v1"}],
-        "security": [{"bearer": []}, {"session": []}],
-        "components": {"schemas": schemas, "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer",
-                       "description": "A token from `appliance user token USER`."},
-            "session": {"type": "apiKey", "in": "cookie", "name": "citadel",
-                        "description": "The web UI's session; changes also need the "
-                                       "X-CSRFToken header."}}},
-        "paths": paths,
     }
 
 
 # -- resources beside client records --------------------------------------------
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def _int_path(name: str, maximum: int = MAX_INT_ID) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True,
-            "schema": {"type": "integer", "minimum": 0, "maximum": maximum}}
-
-
-def _query(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"name": name, "in": "query", "schema": schema or {"type": "string"}}
-
-
-NULLABLE_TEXT = {"type": ["string", "null"]}
 OTHER_SCHEMAS: dict[str, Any] = {
     "Export": {"type": "object", "required": ["id", "entity", "format", "rows", "created_at"],
                "properties": {"id": {"type": "string", "format": "uuid"},
@@ -222,36 +149,17 @@ OTHER_SCHEMAS: dict[str, Any] = {
                               "records": {"type": "integer"},
                               "rows": {"type": "array", "items": {"type": "object"}},
                               "extra": {"type": "object"}}},
-    "Alert": {"type": "object", "required": ["id", "user", "ts", "score", "severity", "scenario",
-                                             "reasons", "events", "status"],
-              "properties": {"id": {"type": "integer"}, "user": {"type": "string"},
-                             "ts": {"type": "string", "format": "date-time"},
-                             "score": {"type": "number"}, "severity": {"type": "string"},
-                             "scenario": {"type": "string"},
-                             "reasons": {"type": "array", "items": {"type": "string"}},
-                             "events": {"type": "array", "items": {"type": "integer"}},
-                             "status": {"type": "string"}, "assignee": NULLABLE_TEXT,
-                             "resolution": {"type": "string"}}},
-    "AuditEvent": {"type": "object", "required": ["seq", "ts", "user", "action", "entity",
-                                                  "entity_id", "count", "ip", "meta"],
-                   "properties": {"seq": {"type": "integer"},
-                                  "ts": {"type": "string", "format": "date-time"},
-                                  "user": NULLABLE_TEXT, "action": {"type": "string"},
-                                  "entity": NULLABLE_TEXT, "entity_id": NULLABLE_TEXT,
-                                  "count": {"type": "integer"}, "ip": NULLABLE_TEXT, "meta": {}}},
+
 }
 
 
 def _other_paths() -> dict[str, Any]:
-    """Exports, reports, users, alerts, the audit trail and browser beacons."""
-    from dlp import beacons
-    from dlp.alerts import STATUSES
-
+    """Exports, reports and users."""
     return {
         "/exports": {
             "get": {"summary": "Your exports", "parameters": LIST_PARAMS[:2], "responses": {
-                "200": _json("A page", _page("#/components/schemas/Export")), **_errors(400, 401)}},
-            "post": {"summary": "Export a list as CSV (caps apply)", "requestBody": _body({
+                "200": json_response("A page", page("#/components/schemas/Export")), **errors(400, 401)}},
+            "post": {"summary": "Export a list as CSV (caps apply)", "requestBody": body({
                 "type": "object", "required": ["resource"], "properties": {
                     "resource": {"type": "string", "enum": list(RESOURCES)},
                     "q": {"type": ["string", "null"]}, "sort": {"type": ["string", "null"]},
@@ -261,66 +169,41 @@ def _other_paths() -> dict[str, Any]:
                 "responses": {"200": {"description": "The file (CSV or XLSX)", "content": {
                     "text/csv": {"schema": {"type": "string"}},
                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-                        "schema": {"type": "string", "format": "binary"}}}}, **_errors(400, 401, 403)}},
+                        "schema": {"type": "string", "format": "binary"}}}}, **errors(400, 401, 403)}},
         },
         "/reports": {"get": {"summary": "Reports you may run", "responses": {
-            "200": _json("Reports", {"type": "object", "properties": {"items": {
+            "200": json_response("Reports", {"type": "object", "properties": {"items": {
                 "type": "array", "items": {"type": "object", "properties": {
                     "key": {"type": "string"}, "title": {"type": "string"}}}}}}),
-            **_errors(401, 403)}}},
+            **errors(401, 403)}}},
         "/reports/{key}": {
             "parameters": [{"name": "key", "in": "path", "required": True,
                             "schema": {"type": "string", "enum": ["funnel", "revenue", "overdue"]}}],
             "get": {"summary": "Run a report over what you may read", "responses": {
-                "200": _json("Figures", _ref("Report")), **_errors(401, 403, 404)}}},
+                "200": json_response("Figures", ref("Report")), **errors(401, 403, 404)}}},
         "/users": {"get": {"summary": "Users", "parameters": LIST_PARAMS, "responses": {
-            "200": _json("A page", _page("#/components/schemas/User")), **_errors(400, 401)}}},
+            "200": json_response("A page", page("#/components/schemas/User")), **errors(400, 401)}}},
         "/users/me": {"get": {"summary": "Who you are and what you may do", "responses": {
-            "200": _json("You", _ref("User")), **_errors(401)}}},
-        "/alerts": {"get": {
-            "summary": "Alerts (alerts:read)",
-            "parameters": [*LIST_PARAMS[:2], _query("status", {
-                "type": "string", "description": "open (the default), one of "
-                f"{', '.join(STATUSES)}, or anything else for every alert"}), _query("user")],
-            "responses": {"200": _json("A page", _page("#/components/schemas/Alert")),
-                          **_errors(400, 401, 403)}}},
-        "/alerts/{alert_id}": {
-            "parameters": [_int_path("alert_id")],
-            "get": {"summary": "One alert (alerts:read)", "responses": {
-                "200": _json("The alert", _ref("Alert")), **_errors(401, 403, 404)}},
-            "patch": {"summary": "Triage an alert (alerts:triage)", "requestBody": _body({
-                "type": "object", "properties": {
-                    "status": {"type": "string", "enum": list(STATUSES)},
-                    "reason": {"type": "string", "description": "why (required to dismiss)"},
-                    "assignee": {"type": ["string", "null"]}}}),
-                "responses": {"200": _json("The alert", _ref("Alert")),
-                              **_errors(400, 401, 403, 404, 409, 422)}}},
-        "/audit/events": {"get": {
-            "summary": "Search the audit trail (audit:read)",
-            "parameters": [*LIST_PARAMS[:2], *(_query(n) for n in (
-                "user", "action", "entity", "entity_id", "ip")),
-                *(_query(n, {"type": "string", "format": "date-time"}) for n in ("since", "until"))],
-            "responses": {"200": _json("A page", _page("#/components/schemas/AuditEvent")),
-                          **_errors(400, 401, 403)}}},
-        "/audit/events/{seq}": {
-            "parameters": [_int_path("seq", MAX_SEQ)],
-            "get": {"summary": "One audit event (audit:read)", "responses": {
-                "200": _json("The event", _ref("AuditEvent")), **_errors(401, 403, 404)}}},
-        "/beacons": {"post": {
-            "summary": "The browser's report of a copy, cut or print (records, never text)",
-            "requestBody": _body({"type": "object", "required": ["action"], "properties": {
-                "action": {"type": "string", "enum": list(beacons.ACTIONS)},
-                "entity": {"type": ["string", "null"], "enum": [*beacons.ENTITIES, None]},
-                "ids": {"type": "array", "maxItems": beacons.MAX_IDS,
-                        "items": {"type": "string", "format": "uuid"}},
-                "size": {"type": "integer", "minimum": 0, "maximum": 10_000_000},
-                "page": {"description": "the page's address (any value is kept as text, "
-                                        "200 characters at most)"}}}),
-            "responses": {"201": _json("Recorded", {"type": "object"}),
-                          **_errors(400, 401, 429)}}},
+            "200": json_response("You", ref("User")), **errors(401)}}},
     }
 
 
-@bp.get("/openapi.json")
-def openapi() -> Any:
-    return document()
+def fragment() -> dict[str, dict[str, Any]]:
+    """The CRM's part of the OpenAPI document: client records, exports, reports, users."""
+    schemas: dict[str, Any] = {}
+    paths: dict[str, Any] = {}
+    for resource, entity in RESOURCES.items():
+        name = entity.value.capitalize()
+        specs = SCHEMAS[entity.value]
+        props = {k: _input(s) for k, s in specs.items()}
+        schemas[name] = _output(entity)
+        schemas[f"{name}Input"] = {"type": "object", "properties": props,
+                                   "required": [k for k, s in specs.items() if s.required],
+                                   "additionalProperties": False}
+        schemas[f"{name}Patch"] = {"type": "object", "additionalProperties": False,
+                                   "properties": {k: _input(s, _clearable(entity, k))
+                                                  for k, s in specs.items()}}
+        paths.update(_record_paths(resource, entity))
+    schemas.update(OTHER_SCHEMAS)
+    paths.update(_other_paths())
+    return {"schemas": schemas, "paths": paths}

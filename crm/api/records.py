@@ -4,28 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import Blueprint, request
 
-from appliance.api import bp
-from appliance.db import get_db
-from appliance.errors import BadRequest
-from appliance.web import page_args, paginate, policy, record_event
+from appliance.kernel.db import get_db
+from appliance.kernel.http import json_body
+from appliance.kernel.paging import page_args, paginate
+from audit.requests import record_event
 from crm.access import Action, Entity
 from crm.api.serialize import serialize
+from crm.current import policy
 from crm.queries import ListQuery, build
 from crm.records import RecordService
+
+#: Registered under the API blueprint (``/api/v1``), which authenticates the caller.
+bp = Blueprint("records", __name__)
 
 RESOURCES = {"accounts": Entity.ACCOUNT, "contacts": Entity.CONTACT, "deals": Entity.DEAL,
              "activities": Entity.ACTIVITY}
 KIND = "any(accounts, contacts, deals, activities)"
-
-
-def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest(detail="Send a JSON object as the request body "
-                                "(Content-Type: application/json).")
-    return body
 
 
 def _service() -> RecordService:

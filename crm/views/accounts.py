@@ -9,13 +9,16 @@ from typing import Any
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.errors import ValidationFailed
-from appliance.web import appliance_settings, page_args, paginate, policy, record_event
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import ValidationFailed
+from appliance.kernel.paging import page_args, paginate
+from appliance.kernel.principal import login_required
+from appliance.kernel.runtime import appliance_settings
 from audit.query import field_history
+from audit.requests import record_event
 from crm import attachments, sharing
 from crm.access import FIELDS, Action, Entity, Level, Policy, mask
+from crm.current import policy
 from crm.exports import ExportCapExceeded, export_records, print_records
 from crm.identity import Team, User
 from crm.models import ACCOUNT_STATUSES, Account, AccountShare, Activity, Contact, Deal

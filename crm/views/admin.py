@@ -9,18 +9,14 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.errors import (
-    BadRequest,
-    CitadelError,
-    Conflict,
-    Forbidden,
-    NotFound,
-    ValidationFailed,
-)
-from appliance.web import count_of, policy, record_event
-from crm.access import FIELDS, MODELS, Action, Cap, Entity, Level, Policy, Scope
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import BadRequest, CitadelError, Conflict, Forbidden, NotFound, ValidationFailed
+from appliance.kernel.paging import count_of
+from appliance.kernel.permissions import Cap
+from appliance.kernel.principal import login_required
+from audit.requests import record_event
+from crm.access import FIELDS, MODELS, Action, Entity, Level, Policy, Scope
+from crm.current import policy
 from crm.identity import Role, Team, User, UserRole
 from crm.restrictions import Restrictions
 from crm.rights import RightsChange, RightsService, describe, role_rights

@@ -8,13 +8,15 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, flash, redirect, request, url_for
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.errors import BadRequest, Conflict
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import BadRequest, Conflict
+from appliance.kernel.http import accepts_uploads
+from appliance.kernel.principal import login_required
 from appliance.keys.errors import DecryptionFailed
-from appliance.web import accepts_uploads, policy, record_event
+from audit.requests import record_event
 from crm import attachments
 from crm.access import Action
+from crm.current import policy
 
 bp = Blueprint("attachments", __name__, template_folder="../templates")
 

@@ -10,10 +10,12 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 from sqlalchemy import Select
 
-from appliance.db import get_db
-from appliance.errors import ValidationFailed
-from appliance.web import COUNT_UP_TO, Page, page_args, paginate, policy, record_event
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import ValidationFailed
+from appliance.kernel.paging import COUNT_UP_TO, Page, page_args, paginate
+from audit.requests import record_event
 from crm.access import Action, Entity
+from crm.current import policy
 from crm.queries import ListQuery, build
 from crm.records import RecordService
 from crm.schemas import FORM_NOISE

@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.errors import ValidationFailed
-from appliance.web import policy
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import ValidationFailed
+from appliance.kernel.principal import login_required
 from crm.access import Action, Entity
+from crm.current import policy
 from crm.queries import sorts_for
 from crm.views.common import delete_from_account, form_data, list_page, records, rejected
 

@@ -8,11 +8,11 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, literal, select
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.errors import ValidationFailed
-from appliance.web import policy
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import ValidationFailed
+from appliance.kernel.principal import login_required
 from crm.access import FIELDS, Action, Entity
+from crm.current import policy
 from crm.models import CURRENCIES, DEAL_STAGES, OPEN_STAGES, Deal
 from crm.queries import ListQuery, sorts_for
 from crm.records import users_in_reach

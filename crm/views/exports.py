@@ -8,12 +8,13 @@ from typing import Any
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.errors import ValidationFailed
-from appliance.web import appliance_settings, policy
+from appliance.kernel.db import get_db
+from appliance.kernel.errors import ValidationFailed
+from appliance.kernel.principal import login_required
+from appliance.kernel.runtime import appliance_settings
 from crm import export_requests as requests_
 from crm.access import Entity
+from crm.current import policy
 from crm.exports import export_records
 from crm.identity import User
 from crm.queries import ListQuery

@@ -8,10 +8,12 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, url_for
 from sqlalchemy import func, literal, select
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.web import first_tool, policy, record_event
+from appliance.kernel.db import get_db
+from appliance.kernel.principal import login_required
+from audit.requests import record_event
 from crm.access import Action, Entity
+from crm.current import policy
+from crm.hooks import first_tool
 from crm.models import OPEN_STAGES, Account, Activity, Deal
 
 bp = Blueprint("home", __name__, template_folder="../templates")

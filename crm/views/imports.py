@@ -6,11 +6,12 @@ from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.web import accepts_uploads, policy
+from appliance.kernel.db import get_db
+from appliance.kernel.http import accepts_uploads
+from appliance.kernel.principal import login_required
 from crm import importer
 from crm.access import Action, Entity
+from crm.current import policy
 
 bp = Blueprint("imports", __name__, url_prefix="/import", template_folder="../templates")
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template
 
-from appliance.auth import login_required
-from appliance.db import get_db
-from appliance.web import policy, record_event
-from crm import charts, reports
+from appliance.kernel import charts
+from appliance.kernel.db import get_db
+from appliance.kernel.principal import login_required
+from audit.requests import record_event
+from crm import reports
 from crm.access import Action, Entity
+from crm.current import policy
 
 bp = Blueprint("reports", __name__, url_prefix="/reports", template_folder="../templates")
 

@@ -1,2 +1,2 @@
-"""Host sensors: what they read (``readers``), how they recognise client records
-(``fingerprints``), and the file sensor itself (``files``)."""
+"""Host sensors: what they read (``readers``) and the file sensor itself (``files``); client
+records are recognised through the CRM's read API (``crm.readapi``)."""

@@ -9,7 +9,7 @@ and recognised:
   ``canary`` when a canary row proved it, else ``watermark``), and the event's
   user is that export's user;
 - else by fingerprint: its e-mails, phones, tax ids and record ids are
-  looked up in the CRM's blind indexes (``dlp.sensors.fingerprints``); with
+  looked up in the CRM's blind indexes (``crm.readapi``); with
   ``watch_min_records`` or more real records recognised, the event's user is
   the file's owner.
 
@@ -29,19 +29,17 @@ import pwd
 import stat
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 import audit
 from appliance import keys
-from appliance.runtime import Appliance
-from crm.models import Account, Activity, Contact, Deal
+from appliance.kernel.runtime import Appliance
+from crm.readapi import entity_of
 from dlp.sensors.readers import UnreadableFile, read_table
 
 log = logging.getLogger(__name__)
@@ -50,7 +48,6 @@ IGNORED_PREFIXES = ("~$", ".~lock.", ".#", "~", ".")
 IGNORED_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download",
                     ".swp", ".swx", ".lock", "~", ".kate-swp")
 REMOVABLE = ("/media/", "/run/media/", "/mnt/")
-_ENTITIES = (("account", Account), ("contact", Contact), ("deal", Deal), ("activity", Activity))
 
 
 @dataclass
@@ -171,7 +168,7 @@ class FileSensor:
                                 best.confidence, target)
             if report.strong_rows < self.config.min_records:
                 return None
-            entity = _entity_of(db, report.record_ids)
+            entity = entity_of(db, report.record_ids)
         return Sighting(str(path), table.size, table.sha256, "fingerprint", owner_name(st),
                         report.recognised, entity, None, None, target)
 
@@ -296,11 +293,3 @@ def _mounts_under(folders: list[Path]) -> list[Path]:
     return [p for p in points for f in folders if p != f and f in p.parents]
 
 
-def _entity_of(db: Any, ids: set[Any]) -> str | None:
-    counts: Counter[str] = Counter()
-    wanted = list(ids)
-    for name, model in _ENTITIES:
-        for start in range(0, len(wanted), 500):
-            counts[name] += len(db.scalars(select(model.id).where(
-                model.id.in_(wanted[start:start + 500]))).all())
-    return counts.most_common(1)[0][0] if counts and counts.most_common(1)[0][1] else None

@@ -20,7 +20,7 @@ from datetime import date, datetime, time
 from html.parser import HTMLParser
 from pathlib import Path
 
-from appliance.errors import BadRequest
+from appliance.kernel.errors import BadRequest
 
 MAX_BYTES = 256 * 1024 * 1024
 MAX_LINE = 1024 * 1024

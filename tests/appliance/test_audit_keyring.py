@@ -6,7 +6,7 @@ import pytest
 
 import audit
 from appliance import keys
-from appliance.errors import Sealed
+from appliance.kernel.errors import Sealed
 from audit.checkpoint import checkpoint_now
 from audit.verify import verify
 

@@ -46,11 +46,11 @@ def test_errors_say_what_to_do(tmp_path, fresh_dir):
     assert again.exit_code == 2 and "already holds an appliance" in again.output
     bad = run("user", "add", "X y", "--role", "wizard", "--password", "short",
               "--data-dir", str(path))
-    assert bad.exit_code == 2
+    assert bad.exit_code == 5
     assert "username" in bad.output and "unknown role(s) wizard" in bad.output
     assert "at least 10 characters" in bad.output
     nobody = run("user", "token", "ghost", "--data-dir", str(path))
-    assert nobody.exit_code == 1 and "appliance user list" in nobody.output
+    assert nobody.exit_code == 4 and "appliance user list" in nobody.output
 
 
 def test_every_command_has_help():
@@ -81,7 +81,7 @@ def test_officer_restrictions_from_the_command_line(appliance, make, data_dir, d
     assert run("user", "freeze", "alice", "--by", "sofia", "--reason", "leak suspected", *base).exit_code == 0
     assert run("user", "notice", "alice", "--by", "sofia", "--reason", "resigned", *base).exit_code == 0
     refused = run("user", "freeze", "bob", "--by", "alice", "--reason", "x", *base)
-    assert refused.exit_code == 1 and "right" in refused.output
+    assert refused.exit_code == 2 and "right" in refused.output
     result = run("user", "offboard", "alice", "--to", "bob", "--by", "sofia", "--reason", "left", *base)
     assert result.exit_code == 0 and "1 accounts" in result.output
     db.expire_all()
@@ -92,7 +92,7 @@ def test_officer_restrictions_from_the_command_line(appliance, make, data_dir, d
 def test_settings_files_round_trip_nested_tables(tmp_path):
     import tomllib
 
-    from appliance.config import Settings, write_initial
+    from appliance.kernel.config import Settings, write_initial
 
     values = {"database_url": "", "demo": False, "audit": {"signer": "keyring"},
               "backup": {"target": "usb", "targets": {"usb": {"type": "local", "path": "/mnt/usb"}},
@@ -105,5 +105,5 @@ def test_settings_files_round_trip_nested_tables(tmp_path):
 def test_an_unreachable_database_is_one_line_not_a_traceback(data_dir, monkeypatch):
     monkeypatch.setenv("CITADEL_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     result = CliRunner().invoke(main, ["user", "list", "--data-dir", str(data_dir)])
-    assert result.exit_code == 2
+    assert result.exit_code == 7
     assert "cannot be reached" in result.output and "Traceback" not in result.output

@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from appliance.db import make_engine, make_session_factory
-from appliance.errors import DatabaseUnavailable, StorageFull
-from appliance.web import database_trouble
+from appliance.kernel.db import make_engine, make_session_factory
+from appliance.kernel.errors import DatabaseUnavailable, StorageFull
+from appliance.kernel.http import database_trouble
 
 NOWHERE = "postgresql://postgres@127.0.0.1:1/gone"  # nothing listens on port 1
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from appliance.cli import main
 from appliance.commands import DEMO_READY
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 from audit.models import AuditEvent
 from dlp.alerts import Alert
 

@@ -52,8 +52,8 @@ def test_worker_once_signs_a_checkpoint_and_health_sees_it(appliance, app, data_
 def test_a_box_without_keys_serves_its_sealed_page(tmp_path, database_url):
     """Right after `appliance init` (no key ceremony yet) the app starts and says what to do."""
     from appliance.app import create_app
-    from appliance.config import write_initial
-    from appliance.runtime import Appliance
+    from appliance.kernel.config import write_initial
+    from appliance.kernel.runtime import Appliance
 
     write_initial(tmp_path / "fresh", {"database_url": database_url})
     fresh = Appliance.open(tmp_path / "fresh")

@@ -200,8 +200,8 @@ def test_unknown_provider_is_a_clear_error(engine, tmp_path):
 
 
 def test_settings_are_validated(tmp_path):
-    from appliance.config import Settings
-    from appliance.errors import ConfigError
+    from appliance.kernel.config import Settings
+    from appliance.kernel.errors import ConfigError
 
     good = Settings(tmp_path, {"audit": {"checkpoint_every": 50, "checkpoint_seconds": 30}})
     config = AuditConfig.from_settings(good)

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.config import write_initial
-from appliance.runtime import Appliance
+from appliance.kernel.config import write_initial
+from appliance.kernel.runtime import Appliance
 from appliance.schema import upgrade
 from audit.cli import audit_group
 from tests.audit.conftest import add_events, drop_guards, sql
@@ -72,7 +72,7 @@ def test_prove_consistency_bundle_export(appliance, tmp_path):
     result = cli(appliance, "consistency", "45", "50")
     assert result.exit_code == 0 and json.loads(result.output)["valid"]
     assert cli(appliance, "consistency", "44", "50").exit_code == 2
-    assert cli(appliance, "prove", "999").exit_code == 2
+    assert cli(appliance, "prove", "999").exit_code == 4
     out = tmp_path / "b.json"
     result = cli(appliance, "bundle", "--events", "1,2,40", "--out", str(out))
     assert result.exit_code == 0 and "verify_evidence.py" in result.output

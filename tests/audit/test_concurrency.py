@@ -19,7 +19,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import audit
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from audit.anchor import read_anchor
 from audit.config import AuditConfig
 from audit.models import AuditEvent, Checkpoint

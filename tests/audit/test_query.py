@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 import audit
-from appliance.errors import BadRequest
+from appliance.kernel.errors import BadRequest
 from audit.query import Search, field_history, get_event, search, user_timeline
 from tests.audit.conftest import T0, add_events
 

@@ -29,7 +29,7 @@ from sqlalchemy import (
     insert,
 )
 
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from backup.keys import BackupKeys
 from backup.targets.local import LocalTarget
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.config import Settings, dump_toml
+from appliance.kernel.config import Settings, dump_toml
 from appliance.keys import init_keys, state
 from backup.checks import register_check, unregister_check
 from backup.cli import backup
@@ -124,7 +124,7 @@ def test_an_empty_target_says_to_run_a_backup_first(box):
     assert listed.exit_code == 0 and "No archives yet: run `appliance backup run`" in listed.output
     assert json.loads(run("backup", "list", "--json", "--data-dir", str(data)).stdout) == []
     result = run("backup", "verify", "latest", "--data-dir", str(data))
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     assert "no backups on" in result.output and "appliance backup run" in result.output
 
 

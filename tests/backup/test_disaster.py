@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from appliance import keys
 from appliance.cli import main
-from appliance.config import write_initial
+from appliance.kernel.config import write_initial
+from appliance.kernel.runtime import Appliance
 from appliance.keys import PassphraseHolder, sealing, state
-from appliance.runtime import Appliance
 from tests.conftest import FAST_ARGON2, FAST_KDF
 from tests.factories import Factory
 from tests.keys.conftest import FAST_KDF as HOLDER_KDF

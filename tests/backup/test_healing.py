@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from backup.jobs import run_backup
 from backup.repository import STATUS_FAILED, Repository, pack_name
 from backup.restore import restore_archive

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from appliance.cli import main
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from backup import scratch
 from backup.errors import ArchiveDamaged, BackupError, TargetFull, TargetUnavailable
 from backup.jobs import run_backup

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from backup.archive import ArchiveReader
 from backup.errors import RestoreRefused
 from backup.jobs import run_backup

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from appliance import keys
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from crm.access import Entity
 from crm.models import Account, Activity, Contact, Deal
 from crm.queries import search_clause

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 import audit
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from appliance.schema import upgrade
 from audit.config import AuditConfig
 from audit.evidence import bundle, prove

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from crm.models import Account
 from tests.bench.web import BIN, build_appliance, print_table, serve, session_cookie, wrk
 

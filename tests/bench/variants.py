@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import true
 
 from appliance.app import create_app
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 
 
 def _app() -> Flask:

@@ -28,9 +28,9 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from appliance import keys
-from appliance.config import write_initial
 from appliance.demo import stored
-from appliance.runtime import Appliance
+from appliance.kernel.config import write_initial
+from appliance.kernel.runtime import Appliance
 from appliance.schema import upgrade
 from appliance.worker import refresh_statistics
 from crm.models import Account, fold

@@ -11,11 +11,11 @@ from appliance.card_login import enroll
 from appliance.cards.enrolment import read_card_for_enrolment
 from appliance.cards.errors import WrongPin
 from appliance.cli import main
-from appliance.config import write_initial
+from appliance.kernel.config import write_initial
+from appliance.kernel.runtime import Appliance
 from appliance.keys import sealing
 from appliance.keys.errors import NotEnoughShares
 from appliance.keys.holders import register_holder_kind
-from appliance.runtime import Appliance
 from appliance.schema import upgrade
 from crm.people import add_user
 from crm.roles import seed_roles
@@ -38,7 +38,7 @@ def sealed_box(tmp_path, card, rsa_card, reader_of):
             enroll(db, user, read_card_for_enrolment(reader_of(virtual), PIN), "ian")
     holders = officer_card_holders(appliance, ["sofia", "sam"])
     result = sealing.init_keys(root, threshold=2, holders=holders, share_dir=tmp_path / "shares")
-    from appliance.keys.cli import _keep_card_shares
+    from appliance.key_commands import _keep_card_shares
 
     _keep_card_shares(appliance, result.share_files, ["sofia", "sam"])
     yield appliance, result

@@ -97,13 +97,13 @@ def test_card_agent_with_its_own_demo_card(tmp_path: Path) -> None:
 
 def test_card_agent_needs_an_origin() -> None:
     result = CliRunner().invoke(card_agent, ["--port", "1"], env={"CITADEL_CARD_AGENT_ORIGINS": ""})
-    assert result.exit_code == 2
+    assert result.exit_code == 5
     assert "--origin https://HOST" in result.output
 
 
 def test_card_agent_refuses_a_bad_origin() -> None:
     result = CliRunner().invoke(card_agent, ["--origin", "crm.example.com", "--port", "1"])
-    assert result.exit_code == 2 and "not an http(s) origin" in result.output
+    assert result.exit_code == 5 and "not an http(s) origin" in result.output
 
 
 def test_virtual_card_without_a_reader_waits_then_stops(tmp_path: Path) -> None:

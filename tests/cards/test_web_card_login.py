@@ -146,7 +146,7 @@ def test_garbage_and_revoked_cards_are_refused(app, alice, agent, db):
     assert client.post("/login/card", json={"challenge": challenge, "signature": "%%%",
                                             "key_fingerprint": "x"},
                        headers={"X-CSRFToken": client.csrf}).status_code == 401
-    from appliance.card_login import revoke_cards
+    from crm.revocation import revoke_cards
 
     revoke_cards(db, alice.id, "ian")
     db.commit()

@@ -74,6 +74,21 @@ def test_load_refuses_other_files_and_versions(tmp_path: Path) -> None:
         LeakScorer.load(old)
 
 
+def test_load_refuses_a_model_fitted_with_another_scikit_learn(tmp_path: Path) -> None:
+    import joblib
+    import sklearn
+
+    other = tmp_path / "other"
+    joblib.dump({"format": "citadel-dlp-model", "version": 1, "sklearn": "0.0.1", "scorer": None}, other)
+    with pytest.raises(ModelError, match=r"fitted with scikit-learn 0\.0\.1.*runs scikit-learn "
+                       + sklearn.__version__.replace(".", r"\.")):
+        LeakScorer.load(other)
+    unrecorded = tmp_path / "unrecorded"
+    joblib.dump({"format": "citadel-dlp-model", "version": 1, "scorer": None}, unrecorded)
+    with pytest.raises(ModelError, match="an unrecorded version"):
+        LeakScorer.load(unrecorded)
+
+
 def test_feeding_an_unfitted_scorer_says_what_to_do() -> None:
     with pytest.raises(ModelError, match="fit it"):
         LeakScorer().feed([{"ts": "2026-03-02T09:00:00Z", "user": "ann", "action": "login"}])

@@ -52,10 +52,10 @@ def test_cli_errors_say_what_to_do(tmp_path: Path) -> None:
     events.write_bytes(b'{"ts": "2026-03-02T09:00:00Z", "user": "ann", "action": "login"}\n')
     out = str(tmp_path / "a.jsonl")
     bad_date = runner.invoke(dlp, ["replay", str(events), "--train-until", "soon", "--out", out])
-    assert bad_date.exit_code == 2 and "not a date" in bad_date.output
+    assert bad_date.exit_code == 5 and "not a date" in bad_date.output
     too_early = runner.invoke(dlp, ["replay", str(events), "--train-until", "2020-01-01",
                                     "--out", out])
-    assert too_early.exit_code == 2 and "choose a later --train-until" in too_early.output
+    assert too_early.exit_code == 5 and "choose a later --train-until" in too_early.output
     missing = runner.invoke(dlp, ["replay", str(tmp_path / "nope.jsonl"), "--train-until",
                                   "2026-03-03", "--out", out])
     assert missing.exit_code != 0 and "nope.jsonl" in missing.output

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from appliance import keys
-from appliance.config import write_initial
-from appliance.runtime import Appliance
+from appliance.kernel.config import write_initial
+from appliance.kernel.runtime import Appliance
 from appliance.schema import upgrade
 from crm.access import Action, Entity, Policy
 from crm.exports import _cell

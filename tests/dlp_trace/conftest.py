@@ -18,8 +18,8 @@ from crm.exports import _cell
 from crm.identity import User
 from crm.models import Account, Contact
 from crm.queries import ListQuery, build
+from crm.xlsx import write_xlsx
 from dlp import watermark
-from dlp.xlsx import write_xlsx
 
 LOCALES = (("de_DE", "DE", "49"), ("fr_FR", "FR", "33"), ("en_GB", "GB", "44"))
 

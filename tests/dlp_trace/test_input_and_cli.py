@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from appliance.cli import CitadelGroup, CliContext
+from appliance.kernel.cli import CitadelGroup, CliContext
 from audit.models import AuditEvent
 from dlp import trace_cli
 from dlp.sensors.readers import UnreadableFile, read_bytes, read_table
@@ -105,9 +105,9 @@ def test_trace_command_exit_codes_and_json(book, db, cli, tmp_path):
     junk = tmp_path / "junk.csv"
     junk.write_bytes(random.Random(1).randbytes(5000))
     refused = cli("trace", str(junk))
-    assert refused.exit_code == 2
+    assert refused.exit_code == 5
     assert refused.output.strip().startswith("Error: Cannot read") and "Traceback" not in refused.output
-    assert cli("trace", str(tmp_path / "absent.csv")).exit_code == 2
+    assert cli("trace", str(tmp_path / "absent.csv")).exit_code == 5
     db.rollback()
     traces = db.scalars(select(AuditEvent).where(AuditEvent.action == "dlp.trace")
                         .order_by(AuditEvent.seq)).all()
@@ -120,7 +120,7 @@ def test_trace_refuses_to_run_sealed(book, cli, tmp_path, monkeypatch):
     leak.write_text("name\nx\n")
     monkeypatch.setattr(trace_cli.keys, "start", lambda settings: None)
     sealed = cli("trace", str(leak))
-    assert sealed.exit_code == 2 and "sealed" in sealed.output
+    assert sealed.exit_code == 6 and "sealed" in sealed.output
 
 
 def test_watch_needs_a_folder(book, cli):

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from appliance.errors import Sealed
+from appliance.kernel.errors import Sealed
 from appliance.keys import state
 from appliance.keys.blind import fold, normalise_phone
 from crm.access import Entity

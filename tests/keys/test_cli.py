@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.cli import main
-from appliance.config import write_initial
-from appliance.db import make_engine
+from appliance.kernel.config import write_initial
+from appliance.kernel.db import make_engine
+from appliance.key_commands import keys
 from appliance.keys import sealing, state
-from appliance.keys.cli import keys
 from audit.models import AuditEvent
 from tests.keys.conftest import PASSPHRASES
 from tests.keys.models import Base, Client
@@ -102,7 +102,7 @@ def test_reshare_hands_out_new_share_files(cli_box, tmp_path, database_url):
     recovery = initialise(cli_box, tmp_path / "shares")
     sealed = run(cli_box, "reshare", "-m", "1", "--holder", "dave", "--share-dir",
                  str(tmp_path / "new"), input="dave passphrase 4\ndave passphrase 4\n")
-    assert sealed.exit_code == 2 and "sealed" in sealed.stderr
+    assert sealed.exit_code == 6 and "sealed" in sealed.stderr
     run(cli_box, "unseal", "--recovery-key", input=recovery + "\n")
     result = run(cli_box, "reshare", "-m", "1", "--holder", "dave", "--share-dir",
                  str(tmp_path / "new"), "--keep-recovery-key",
@@ -119,10 +119,10 @@ def test_reshare_hands_out_new_share_files(cli_box, tmp_path, database_url):
 def test_unseal_with_the_recovery_key_then_rotate(cli_box, tmp_path, database_url):
     recovery = initialise(cli_box, tmp_path / "shares")
     sealed_rotate = run(cli_box, "rotate", "fields")
-    assert sealed_rotate.exit_code == 2 and "sealed" in sealed_rotate.stderr
+    assert sealed_rotate.exit_code == 6 and "sealed" in sealed_rotate.stderr
 
     bad = run(cli_box, "unseal", "--recovery-key", input="AAAA-BBBB\n")
-    assert bad.exit_code == 2 and "typo" in bad.stderr
+    assert bad.exit_code == 5 and "typo" in bad.stderr
     result = run(cli_box, "unseal", "--recovery-key", input=recovery.lower() + "\n")
     assert result.exit_code == 0, result.output + result.stderr
     assert "Already unsealed." in run(cli_box, "unseal").output
@@ -157,4 +157,4 @@ def test_init_refuses_a_threshold_above_the_holders(cli_box, tmp_path):
     answers = f"{PASSPHRASES['alice']}\n{PASSPHRASES['alice']}\n"
     result = run(cli_box, "init", "-m", "2", "--holder", "alice",
                  "--share-dir", str(tmp_path / "s"), input=answers)
-    assert result.exit_code == 2 and "threshold" in result.stderr
+    assert result.exit_code == 5 and "threshold" in result.stderr

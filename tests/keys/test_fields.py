@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
-from appliance.errors import Sealed
+from appliance.kernel.errors import Sealed
 from appliance.keys import decrypt_value, encrypt_value, encrypted_row, fields, sealing, state
 from appliance.keys.errors import DecryptionFailed, UnknownKeyVersion
 from tests.keys.models import Client, Contact

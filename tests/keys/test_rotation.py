@@ -161,7 +161,7 @@ def test_attachments_registered_by_a_package_are_rewritten(keyring, tables, tmp_
 CHILD = """
 import os, signal, sys
 from pathlib import Path
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from appliance.keys import state
 from appliance.keys.rotation import rotate
 import tests.keys.models  # registers the encrypted fields

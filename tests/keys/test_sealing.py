@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import Sealed
+from appliance.kernel.errors import Sealed
 from appliance.keys import kernel, sealing, selftest, state
 from appliance.keys.errors import (
     BadRecoveryKey,
@@ -258,7 +258,7 @@ def test_a_demo_needs_no_holders(tmp_path):
 
 
 def test_a_real_appliance_needs_holders(tmp_path):
-    from appliance.errors import BadRequest
+    from appliance.kernel.errors import BadRequest
 
     with pytest.raises(BadRequest):
         sealing.init_keys(tmp_path / "x", threshold=1, holders=[])
@@ -317,7 +317,7 @@ def test_an_unfinished_initialisation_can_be_run_again(tmp_path):
 
 
 def test_start_follows_the_settings(box, tmp_path):
-    from appliance.config import Settings
+    from appliance.kernel.config import Settings
     from appliance.keys import start
 
     assert start(Settings(box.data_dir, {"demo": False})) is None

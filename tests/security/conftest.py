@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-# Served apps import the command line first (``appliance serve``); some views reach helpers
-# that only import in that order (see test_known_issues.py).
-import appliance.cli  # noqa: F401
 from tests.security.world import Org, seed
 
 

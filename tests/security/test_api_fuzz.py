@@ -38,7 +38,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from crm.access import FIELDS, Action, Cap, Entity, mask
+from appliance.kernel.permissions import Cap
+from crm.access import FIELDS, Action, Entity, mask
 from crm.api.serialize import META_FIELDS
 from tests.security.world import BY_ROLE, RESOURCES, Oracle, Org, alert_ids, record_of
 

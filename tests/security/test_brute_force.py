@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from appliance.app import create_app
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 from tests.factories import PASSWORD, csrf_token
 
 LIMIT = 5  # login_max_failures by default

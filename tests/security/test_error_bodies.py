@@ -167,7 +167,7 @@ def test_internal_failures_say_nothing_about_the_inside(app, org, login, monkeyp
         raise IntegrityError("INSERT INTO accounts (secret) VALUES ('x')", {"secret": "x"},
                              Exception("/work/main/crm/models.py line 12"))
 
-    for endpoint in ("accounts.index", "api.list_records", "audit.index", "alerts.index"):
+    for endpoint in ("accounts.index", "api.records.list_records", "audit.index", "alerts.index"):
         monkeypatch.setitem(app.view_functions, endpoint, explode)
     web, api = login("otto"), org.api(app, "dora")
     for client, url in ((login("dora"), "/accounts"), (api, "/api/v1/accounts"), (web, "/audit"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.app import create_app
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 from tests.factories import PASSWORD, csrf_token
 from tests.security.routes import routes, targets
 

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 
 import audit
 from appliance.auth import issue_token
+from appliance.kernel.permissions import Cap
 from crm import attachments, importer, sharing
-from crm.access import FIELDS, MODELS, Action, Cap, Entity, Level, Policy
+from crm.access import FIELDS, MODELS, Action, Entity, Level, Policy
 from crm.export_requests import request_export
 from crm.identity import FieldRule, Role, User
 from crm.models import Account, AccountShare

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 from tests.bench.web import build_appliance
 from tests.verify.stack import configure
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from tests.bench.web import free_port
 from tests.verify import backups
 from tests.verify.cluster import Cluster, children_of

@@ -262,7 +262,7 @@ def _checkpoints_within(h: Harness, seconds: float) -> str:
 def _checkpoint_count(h: Harness) -> int:
     from sqlalchemy import text
 
-    from appliance.db import make_engine
+    from appliance.kernel.db import make_engine
 
     engine = make_engine(h.database_url)
     try:
@@ -275,7 +275,7 @@ def _checkpoint_count(h: Harness) -> int:
 def _ts_reversals(h: Harness) -> int:
     from sqlalchemy import text
 
-    from appliance.db import make_engine
+    from appliance.kernel.db import make_engine
 
     engine = make_engine(h.database_url)
     try:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.db import make_engine
+from appliance.kernel.db import make_engine
 from tests.bench.web import free_port
 from tests.factories import PASSWORD
 from tests.verify.cluster import Cluster

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 
 import audit
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 from audit.models import AuditEvent
 
 ACCOUNT = "account"

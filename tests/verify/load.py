@@ -41,7 +41,7 @@ from typing import Any
 import requests
 from sqlalchemy import select
 
-from appliance.runtime import Appliance
+from appliance.kernel.runtime import Appliance
 from tests.bench.web import free_port
 from tests.verify import history
 from tests.verify.cluster import Cluster

@@ -57,7 +57,7 @@ def columns(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float | 
                      f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
                      f'{_short(top * tick / 4)}</text>')
     for i, label in enumerate(labels):
-        x, base = left + i * step + step * 0.15, top_pad + plot_h
+        x, base = left + i * step + step * 0.15, float(top_pad + plot_h)
         for s, (_name, values) in enumerate(series):
             h = plot_h * _num(values[i]) / top
             base -= h

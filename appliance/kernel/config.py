@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import ConfigError, NotInitialised
+from appliance.kernel.errors import ConfigError, NotInitialised
 
 CONFIG_FILE = "citadel.toml"
 SECRET_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)

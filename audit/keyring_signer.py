@@ -13,10 +13,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance import keys
 from audit.config import AuditConfig
-from audit.signing import Ed25519Signer, key_id_of, register_provider
+from audit.signing import Ed25519Signer, key_id_of
 
 
 class KeyringProvider:
+    """Signs with the keyring's ``audit_signing`` key; its public keys stay readable while sealed."""
+
     def __init__(self, config: AuditConfig) -> None:
         self.config = config
 
@@ -28,5 +30,3 @@ class KeyringProvider:
         found = keys.read_public_keys(self.config.data_dir, "audit_signing")
         return {key_id_of(key): key for key in found.values()}
 
-
-register_provider("keyring", KeyringProvider)

@@ -4,15 +4,38 @@ Each class's docstring is its message template (wrapped lines are joined); ``exi
 returns and ``http_status`` what the web and the API answer. Raise these with
 the facts (``raise NotFound(entity="account")``); never let anything else
 reach a person.
+
+Exit codes go by family, so a script can tell "tampered" from "not found" from "bug"
+by the code alone (the table is in README.md, "Exit codes").
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What an ``appliance`` command's exit status means."""
+
+    OK = 0
+    #: A check ran and found a problem: a tampered log, a damaged or unproven backup.
+    PROBLEM_FOUND = 1
+    #: The command could not do what was asked: configuration, state, a refused right.
+    FAILED = 2
+    #: The cryptographic self-test failed; no key was loaded.
+    SELF_TEST_FAILED = 3
+    NOT_FOUND = 4
+    BAD_INPUT = 5
+    SEALED = 6
+    DATABASE_UNAVAILABLE = 7
+    #: Anything unexpected: a bug (``EX_SOFTWARE`` of sysexits.h).
+    BUG = 70
 
 
 class CitadelError(Exception):
     """Something went wrong: {detail}"""
 
-    exit_code = 1
+    exit_code: int = ExitCode.FAILED
     http_status = 500
     code = "internal"
 
@@ -34,7 +57,6 @@ class _Lenient(dict):
 class ConfigError(CitadelError):
     """The appliance is not configured correctly: {detail}"""
 
-    exit_code = 2
     code = "config"
 
 
@@ -45,7 +67,7 @@ class NotInitialised(ConfigError):
 class BadRequest(CitadelError):
     """{detail}"""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
     http_status = 400
     code = "bad_request"
 
@@ -79,6 +101,7 @@ class Forbidden(CitadelError):
 class NotFound(CitadelError):
     """No such {entity}, or you may not see it."""
 
+    exit_code = ExitCode.NOT_FOUND
     http_status = 404
     code = "not_found"
 
@@ -100,7 +123,7 @@ class TooManyRequests(CitadelError):
 class Sealed(CitadelError):
     """The appliance is sealed: officers must unseal it (`appliance keys unseal`)."""
 
-    exit_code = 2
+    exit_code = ExitCode.SEALED
     http_status = 503
     code = "sealed"
 
@@ -109,7 +132,7 @@ class DatabaseUnavailable(CitadelError):
     """The database cannot be reached right now, so nothing was read or saved. Try again in a
     minute; if this lasts, tell IT (the appliance's /healthz shows the database check)."""
 
-    exit_code = 2
+    exit_code = ExitCode.DATABASE_UNAVAILABLE
     http_status = 503
     code = "database_unavailable"
 

@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import audit_keys  # noqa: F401  (registers the keyring signer for the audit trail)
-from appliance.config import Settings
-from appliance.db import make_engine, make_session_factory, session_scope
+from appliance.kernel.config import Settings
+from appliance.kernel.db import make_engine, make_session_factory, session_scope
 
 
 class Appliance:
@@ -50,3 +51,8 @@ class Appliance:
     def dispose(self) -> None:
         if "engine" in self.__dict__:
             self.engine.dispose()
+
+
+def appliance_settings() -> Any:
+    """The settings of the appliance the running web app serves."""
+    return current_app.extensions["citadel.appliance"].settings

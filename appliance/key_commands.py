@@ -10,14 +10,14 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from appliance.cli_support import pass_appliance
-from appliance.errors import CitadelError, Sealed
+from appliance.kernel.cli import pass_appliance
+from appliance.kernel.errors import CitadelError, Sealed
+from appliance.kernel.runtime import Appliance
 from appliance.keys import sealing, state
 from appliance.keys.errors import BadShareFile, WrongPassphrase
 from appliance.keys.holders import KdfParams, PassphraseHolder, ShareHolder, register_holder_kind
 from appliance.keys.keyring import PURPOSES
 from appliance.keys.rotation import Rotation
-from appliance.runtime import Appliance
 
 PASSPHRASE_ATTEMPTS = 3
 MIN_PASSPHRASE = 12

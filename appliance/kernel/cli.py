@@ -1,6 +1,6 @@
 """What every ``appliance`` command shares, apart from the root group: the data
-directory option and the opened appliance. Package CLIs import from here (not from
-``appliance.cli``, which imports them)."""
+directory option, the opened appliance, and errors turned into one line and an exit
+code. Package CLIs import from here; ``appliance.cli`` (the entry point) imports them."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import click
 from click.exceptions import NoArgsIsHelpError
 from sqlalchemy.exc import OperationalError
 
-from appliance.config import resolve_data_dir
-from appliance.errors import CitadelError
-from appliance.runtime import Appliance
+from appliance.kernel.config import resolve_data_dir
+from appliance.kernel.errors import CitadelError, ExitCode
+from appliance.kernel.runtime import Appliance
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +40,14 @@ class CliContext:
             self._appliance.dispose()
 
 
+def _context(ctx: click.Context) -> CliContext:
+    """The ``CliContext`` the root group made; a command run without it is a bug."""
+    found = ctx.find_object(CliContext)
+    if found is None:
+        raise RuntimeError("run appliance commands under the `appliance` group (appliance.cli.main)")
+    return found
+
+
 DATA_DIR_HELP = "The appliance's data directory [env CITADEL_DATA_DIR; default ./citadel-data]."
 
 
@@ -48,7 +56,7 @@ def data_dir_option(func: F) -> F:
 
     def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
         if value is not None:
-            ctx.find_object(CliContext).data_dir = resolve_data_dir(value)
+            _context(ctx).data_dir = resolve_data_dir(value)
 
     return click.option("--data-dir", type=click.Path(file_okay=False), expose_value=False,
                         is_eager=True, callback=remember, help=DATA_DIR_HELP)(func)
@@ -59,7 +67,7 @@ def pass_appliance(func: F) -> F:
 
     @click.pass_context
     def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
-        return ctx.invoke(func, ctx.find_object(CliContext).appliance, *args, **kwargs)
+        return ctx.invoke(func, _context(ctx).appliance, *args, **kwargs)
 
     return data_dir_option(update_wrapper(wrapper, func))  # type: ignore[return-value]
 
@@ -111,10 +119,10 @@ class CitadelGroup(click.Group):
             click.secho("Error: the database cannot be reached or refused the work "
                         f"({str(exc.orig).splitlines()[0] if exc.orig else exc}); check that it is "
                         "running and that database_url is right.", fg="red", err=True)
-            sys.exit(2)
+            sys.exit(ExitCode.DATABASE_UNAVAILABLE)
         except Exception as exc:
             if os.environ.get("CITADEL_DEBUG"):
                 raise
             click.secho(f"Error: unexpected {type(exc).__name__}: {exc}. Run again with "
                         "CITADEL_DEBUG=1 for the details, and report it.", fg="red", err=True)
-            sys.exit(1)
+            sys.exit(ExitCode.BUG)

@@ -1,4 +1,10 @@
-"""Recognise client records by the values a file holds, without keeping any plaintext.
+"""What other packages may read of the client book: the CRM's read API.
+
+Leak monitoring recognises client records by the values a file or an alert's evidence
+holds, and names them to officers; it reads them here, never from ``crm.models``, so the
+CRM's tables stay its own.
+
+Recognising a record by a value keeps no plaintext.
 
 The CRM already keeps a keyed fingerprint of every e-mail address, phone
 number and tax id: its blind indexes (HMAC-SHA256 of the normalised value
@@ -6,20 +12,20 @@ under a per-column key, ``appliance.keys.blind``). A value read from a file is
 fingerprinted the same way and looked up in those indexes, so recognising a
 client needs neither decrypting the book nor a second copy of it; ids,
 websites and company names, which the CRM keeps in clear, are compared
-directly. This is
-the only module of leak tracing that reads the CRM's tables, read-only.
+directly.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crm.identity import User
 from crm.models import Account, Activity, Contact, Deal
 
 #: Kinds of value that name one client record with certainty.
@@ -110,3 +116,21 @@ class ClientIndex:
                     select(Account.id, Account.name_folded).where(Account.name_folded.in_(chunk))):
                 found[name].add(record_id)
         return dict(found)
+
+
+def account_names(db: Session, ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str, str]]:
+    """The id, name and owner's user name of these accounts, by name: never their details."""
+    rows = db.execute(select(Account.id, Account.name, User.username).join(User, User.id == Account.owner_id)
+                      .where(Account.id.in_(ids)).order_by(Account.name)).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def entity_of(db: Session, ids: set[Any]) -> str | None:
+    """Which kind of record (account, contact, deal, activity) most of these ids are."""
+    counts: Counter[str] = Counter()
+    wanted = list(ids)
+    for name, model in (("account", Account), ("contact", Contact), ("deal", Deal), ("activity", Activity)):
+        for start in range(0, len(wanted), 500):
+            counts[name] += len(db.scalars(select(model.id).where(
+                model.id.in_(wanted[start:start + 500]))).all())
+    return counts.most_common(1)[0][0] if counts and counts.most_common(1)[0][1] else None
