@@ -95,15 +95,15 @@ class CitadelGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort:  # Ctrl-C or end of input at a prompt: nothing was done
             click.echo("Aborted!", err=True)
-            sys.exit(1)
+            sys.exit(ExitCode.FAILED)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except BrokenPipeError:  # `appliance user list | head`: the reader has had enough
             # as the Python docs advise: no second error when the interpreter flushes stdout
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
+            sys.exit(ExitCode.FAILED)
         sys.exit(0)
 
     def invoke(self, ctx: click.Context) -> Any:

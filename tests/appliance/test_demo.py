@@ -126,3 +126,10 @@ def test_unknown_flags_are_one_line(demo_dir):
     result = run("demo", "--no-such-flag")
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0 and "demo --help`" in result.output
+
+
+def test_an_aborted_prompt_never_exits_with_the_code_for_a_found_problem(demo_dir):
+    path, _ = demo_dir
+    result = CliRunner().invoke(main, ["user", "add", "zoe", "--role", "staff", "--data-dir", str(path)],
+                                input="")  # end of input at the password prompt
+    assert result.exit_code == 2 and "Aborted" in result.output
