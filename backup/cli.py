@@ -286,7 +286,13 @@ def _rows(repo: Repository) -> list[dict[str, Any]]:
         }
         for name in bad
     ]
-    return sorted(rows, key=lambda r: r["archive_id"])
+    return sorted(rows, key=_in_order_made)
+
+
+def _in_order_made(row: dict[str, Any]) -> tuple[str, str]:
+    """Oldest first: archive ids tell the second, the record's creation time (when known)
+    the microsecond, so two archives made in one second are listed in the order made."""
+    return row["archive_id"][:16], row.get("created") or ""
 
 
 @backup.command("list")
@@ -304,8 +310,7 @@ def list_command(app: Appliance, target_name: str | None, as_json: bool) -> None
             rows = []
         missing = _missing(app, target)
     listed = {r["archive_id"] for r in rows}
-    rows = sorted(rows + [_missing_row(m) for m in missing if m.archive_id not in listed],
-                  key=lambda r: r["archive_id"])
+    rows = sorted(rows + [_missing_row(m) for m in missing if m.archive_id not in listed], key=_in_order_made)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif not rows:

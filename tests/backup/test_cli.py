@@ -134,3 +134,12 @@ def test_the_backup_commands_import_on_their_own():
     done = subprocess.run([sys.executable, "-c", "import backup.cli"], capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stderr[-300:]
+
+
+def test_archives_made_in_one_second_are_listed_in_the_order_made():
+    from backup.cli import _in_order_made
+
+    later = {"archive_id": "20261204T191635Z-06158eaa", "created": "2026-12-04T19:16:35.900000Z"}
+    earlier = {"archive_id": "20261204T191635Z-8b2ce4c5", "created": "2026-12-04T19:16:35.100000Z"}
+    before = {"archive_id": "20261204T191634Z-ffffffff", "created": "2026-12-04T19:16:34.999999Z"}
+    assert sorted([later, earlier, before], key=_in_order_made) == [before, earlier, later]
