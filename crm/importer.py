@@ -27,7 +27,7 @@ from crm.base import Base
 from crm.hooks import canary_positions, watermark
 from crm.models import Account
 from crm.records import RecordService
-from crm.schemas import SCHEMAS
+from crm.validation import SCHEMAS
 
 MAX_ROWS = 20_000
 KEEP_FOR = timedelta(hours=1)

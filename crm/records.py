@@ -24,7 +24,7 @@ from appliance.keys.fields import fields_of
 from crm.access import Action, Entity, Policy
 from crm.identity import User
 from crm.models import OPEN_STAGES, Account, Activity, Contact, Deal
-from crm.schemas import clean
+from crm.validation import clean
 
 #: The "table" encrypted field-history values are bound to (with the record's table and field).
 HISTORY_TABLE = "audit_history"
