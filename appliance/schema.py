@@ -21,7 +21,7 @@ PACKAGES = ("crm", "audit", "dlp")
 
 
 def package_metadata(package: str) -> MetaData:
-    """The metadata holding ``package``'s tables (its ``schema_metadata()``)."""
+    """The metadata holding ``package``'s tables (its ``<package>.schema.metadata()``)."""
     return import_module(f"{package}.schema").metadata()
 
 

@@ -138,9 +138,9 @@ def _may_see(pol: Policy, right: Any) -> bool:
     if right is None:
         return True
     if isinstance(right, tuple) and isinstance(right[0], Entity):
-        return pol.can(*right)
+        return pol.may_do(*right)
     caps = right if isinstance(right, tuple) else (right,)
-    return any(pol.has(cap) for cap in caps)
+    return any(pol.holds(cap) for cap in caps)
 
 
 def _is_current(endpoint: str) -> bool:
@@ -203,7 +203,7 @@ def init_app(app: Flask) -> None:
     app.before_request(refuse_unusable_input)
     app.jinja_env.filters.update(money=_money, day=_day, when=_when)
     app.jinja_env.globals.update(query_with=_query_with, navigation=navigation, banners=banners,
-                                 can_search=lambda: policy().can(Entity.ACCOUNT, Action.READ))
+                                 can_search=lambda: policy().may_do(Entity.ACCOUNT, Action.READ))
 
     @app.errorhandler(CitadelError)
     def _citadel_error(exc: CitadelError) -> Any:

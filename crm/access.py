@@ -186,20 +186,21 @@ class Policy:
             return Scope.NONE
         return self.grants.scopes.get((entity.value, action.value), Scope.NONE)
 
-    def can(self, entity: Entity | str, action: Action | str) -> bool:
-        """Any reach at all; nothing can be done to a record one cannot read."""
+    def may_do(self, entity: Entity | str, action: Action | str) -> bool:
+        """May the user do ``action`` on some ``entity`` at all, in any scope (and read it)?"""
         return self.scope(entity, action) is not Scope.NONE and \
             self.scope(entity, Action.READ) is not Scope.NONE
 
-    def has(self, cap: Cap | str) -> bool:
+    def holds(self, cap: Cap | str) -> bool:
+        """Does the user hold the capability ``cap`` (a right beyond records)?"""
         return self.user.can_sign_in and str(cap) in self.grants.caps
 
     def require(self, entity: Entity | str, action: Action | str) -> None:
-        if not self.can(entity, action):
+        if not self.may_do(entity, action):
             raise Forbidden(action=f"{Action(action).value.replace('_', ' ')} {Entity(entity).value}s")
 
     def require_cap(self, cap: Cap | str) -> None:
-        if not self.has(cap):
+        if not self.holds(cap):
             raise Forbidden(action=_describe_cap(str(cap)))
 
     @property
@@ -251,24 +252,24 @@ class Policy:
             raise NotFound(entity=entity.value)
         return found
 
-    def permits(self, entity: Entity | str, record_id: uuid.UUID, action: Action | str) -> bool:
-        """May the user ``action`` this stored record (shares included)?"""
+    def may_act_on_id(self, entity: Entity | str, record_id: uuid.UUID, action: Action | str) -> bool:
+        """May the user ``action`` the stored record with this id? Asks the database, shares included."""
         model = MODELS[Entity(entity)]
         return self.session.scalars(select(model.id).where(
             model.id == record_id, self.where(entity, action))).first() is not None
 
-    def may(self, entity: Entity | str, record: Any, action: Action | str) -> bool:
+    def may_act_on(self, entity: Entity | str, record: Any, action: Action | str) -> bool:
         """May the user ``action`` this loaded record? Asks the database only about shares."""
-        if self.allows(entity, action, owner_id=record.owner_id, team_id=record.team_id):
+        if self.scope_reaches(entity, action, owner_id=record.owner_id, team_id=record.team_id):
             return True
         if Entity(entity) is Entity.ACCOUNT and Action(action) in (Action.READ, Action.EDIT):
-            return self.permits(entity, record.id, action)
+            return self.may_act_on_id(entity, record.id, action)
         return False
 
-    def allows(self, entity: Entity | str, action: Action | str, *, owner_id: int,
-               team_id: int | None) -> bool:
-        """Could a record with this owner and team be reached for ``action`` (and read)?"""
-        if Action(action) is not Action.READ and not self.allows(
+    def scope_reaches(self, entity: Entity | str, action: Action | str, *, owner_id: int,
+                      team_id: int | None) -> bool:
+        """Does the user's scope for ``action`` (and reading) reach this owner and team? Shares not counted."""
+        if Action(action) is not Action.READ and not self.scope_reaches(
                 entity, Action.READ, owner_id=owner_id, team_id=team_id):
             return False
         scope = self.scope(entity, action)
@@ -334,10 +335,10 @@ class Policy:
     # -- fields ---------------------------------------------------------
     def level(self, entity: Entity | str, field_name: str) -> Level:
         entity = Entity(entity)
-        if not self.can(entity, Action.READ):
+        if not self.may_do(entity, Action.READ):
             return Level.HIDDEN
         level = self.grants.levels.get((entity.value, field_name), Level.EDIT)
-        if level is Level.EDIT and not self.can(entity, Action.EDIT):
+        if level is Level.EDIT and not self.may_do(entity, Action.EDIT):
             return Level.READ
         return level
 

@@ -87,8 +87,8 @@ def add(db: Session, policy: Policy, data_dir: Path, account_id: uuid.UUID, file
         stream: BinaryIO, ip: str | None = None) -> Attachment:
     """Store an uploaded file, encrypted, on an account the user may attach files to."""
     account = policy.get(Entity.ACCOUNT, account_id)
-    if not policy.allows(Entity.ATTACHMENT, Action.CREATE, owner_id=account.owner_id,
-                         team_id=account.team_id):
+    if not policy.scope_reaches(Entity.ATTACHMENT, Action.CREATE, owner_id=account.owner_id,
+                                team_id=account.team_id):
         from appliance.kernel.errors import Forbidden
 
         raise Forbidden(action="attach files to this account")
@@ -112,12 +112,12 @@ def add(db: Session, policy: Policy, data_dir: Path, account_id: uuid.UUID, file
 
 
 def visible(db: Session, policy: Policy, account: Account) -> list[Attachment]:
-    if not policy.can(Entity.ATTACHMENT, Action.READ):
+    if not policy.may_do(Entity.ATTACHMENT, Action.READ):
         return []
     rows = db.scalars(select(Attachment).where(Attachment.account_id == account.id)
                       .order_by(Attachment.created_at.desc())).all()
-    return [a for a in rows if policy.allows(Entity.ATTACHMENT, Action.READ, owner_id=a.owner_id,
-                                             team_id=a.team_id)]
+    return [a for a in rows if policy.scope_reaches(Entity.ATTACHMENT, Action.READ, owner_id=a.owner_id,
+                                                    team_id=a.team_id)]
 
 
 def get(db: Session, policy: Policy, attachment_id: uuid.UUID, action: Action = Action.READ) -> Attachment:
@@ -125,9 +125,9 @@ def get(db: Session, policy: Policy, attachment_id: uuid.UUID, action: Action = 
     from appliance.kernel.errors import NotFound
 
     attachment = db.get(Attachment, attachment_id)
-    if attachment is None or not policy.permits(Entity.ACCOUNT, attachment.account_id, Action.READ) \
-            or not policy.allows(Entity.ATTACHMENT, action, owner_id=attachment.owner_id,
-                                 team_id=attachment.team_id):
+    if attachment is None or not policy.may_act_on_id(Entity.ACCOUNT, attachment.account_id, Action.READ) \
+            or not policy.scope_reaches(Entity.ATTACHMENT, action, owner_id=attachment.owner_id,
+                                        team_id=attachment.team_id):
         raise NotFound(entity="attachment")
     return attachment
 

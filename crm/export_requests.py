@@ -141,7 +141,7 @@ def request_export(db: Session, policy: Policy, entity: Entity, query: ListQuery
 
 def pending_for(db: Session, policy: Policy) -> list[ExportRequest]:
     """Requests this manager may decide: from people within their reach, never their own."""
-    if not policy.has(Cap.EXPORTS_APPROVE):
+    if not policy.holds(Cap.EXPORTS_APPROVE):
         return []
     requests = db.scalars(select(ExportRequest).where(ExportRequest.status == "pending")
                           .order_by(ExportRequest.requested_at)).all()
@@ -178,8 +178,8 @@ def approved_request(db: Session, policy: Policy, request_id: uuid.UUID) -> Expo
 
 
 def _may_decide(db: Session, policy: Policy, req: ExportRequest) -> bool:
-    if not policy.has(Cap.EXPORTS_APPROVE) or req.user_id == policy.user.id:
+    if not policy.holds(Cap.EXPORTS_APPROVE) or req.user_id == policy.user.id:
         return False
     requester = db.get(User, req.user_id)
-    return requester is not None and policy.allows(
+    return requester is not None and policy.scope_reaches(
         Entity(req.entity), Action.EXPORT, owner_id=requester.id, team_id=requester.team_id)

@@ -170,7 +170,7 @@ def print_records(db: Session, policy: Policy, entity: Entity, records: list[Any
     """
     policy.require(entity, Action.PRINT)
     allowed = [r for r in records
-               if policy.allows(entity, Action.PRINT, owner_id=r.owner_id, team_id=r.team_id)]
+               if policy.scope_reaches(entity, Action.PRINT, owner_id=r.owner_id, team_id=r.team_id)]
     fields = policy.visible_fields(entity)
     mark = watermark.plan(db, export_id=None, user=policy.user, entity=entity.value,
                           rows=len(allowed), channel="print", settings=settings)

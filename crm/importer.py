@@ -10,15 +10,15 @@ imported, and the import is one transaction: nothing is ever half-imported.
 from __future__ import annotations
 
 import csv
-import io
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, Uuid, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from appliance.kernel import csvfile
 from appliance.kernel.errors import BadRequest, CitadelError, NotFound
 from appliance.kernel.orm import new_id, utcnow
 from appliance.keys import encrypted_field
@@ -27,7 +27,7 @@ from crm.base import Base
 from crm.hooks import canary_positions, watermark
 from crm.models import Account
 from crm.records import RecordService
-from crm.schemas import SCHEMAS
+from crm.validation import SCHEMAS
 
 MAX_ROWS = 20_000
 KEEP_FOR = timedelta(hours=1)
@@ -73,33 +73,29 @@ class Preview:
 def parse(content: bytes) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows of an uploaded CSV, or a ``FileProblem`` saying how to fix the file."""
     try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
+        text, _ = csvfile.decode(content, utf8_only=True)
+    except csvfile.BadEncoding:
         raise FileProblem(detail="The file is not UTF-8 text. In your spreadsheet, save it as "
                                  "'CSV UTF-8' and upload it again.") from None
     if not text.strip():
         raise FileProblem(detail="The file is empty.")
+    dialect = csvfile.sniff(text[:4096], ",;\t") or csv.excel
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    try:
-        return _rows(reader)
-    except csv.Error as exc:
-        raise FileProblem(detail=f"Line {reader.line_num} of the file cannot be read as CSV: "
+        return _rows(csvfile.read_rows(text, dialect, bare_cr_ends_line=False))
+    except csvfile.Malformed as exc:
+        raise FileProblem(detail=f"Line {exc.line} of the file cannot be read as CSV: "
                                  f"{_csv_problem(exc)}. Fix it in a spreadsheet, save the file as "
                                  "CSV again and upload it.") from None
 
 
-def _csv_problem(exc: csv.Error) -> str:
+def _csv_problem(exc: csvfile.Malformed) -> str:
     """What the csv module found, in words a person can act on."""
-    if "field larger than field limit" in str(exc):
-        return f"a cell is longer than {csv.field_size_limit():,} characters"
+    if isinstance(exc, csvfile.CellTooLarge):
+        return f"a cell is longer than {exc.limit:,} characters"
     return "a quote or a separator is out of place"
 
 
-def _rows(reader: Any) -> tuple[list[str], list[dict[str, str]]]:
+def _rows(reader: Iterator[list[str]]) -> tuple[list[str], list[dict[str, str]]]:
     header = [_column(h) for h in next(reader)]
     unknown = [h for h in header if h not in COLUMNS and h not in IGNORED]
     if unknown:
@@ -207,7 +203,7 @@ def _duplicates(db: Session, policy: Policy, preview: Preview) -> None:
 def save_batch(db: Session, policy: Policy, filename: str, content: bytes, rows: int) -> ImportBatch:
     db.execute(delete(ImportBatch).where(ImportBatch.created_at < datetime.now(UTC) - KEEP_FOR))
     batch = ImportBatch(id=new_id(), user_id=policy.user.id, filename=filename[:200],
-                        content=content.decode("utf-8-sig"), row_count=rows)
+                        content=csvfile.decode(content, utf8_only=True)[0], row_count=rows)
     db.add(batch)
     return batch
 

@@ -24,7 +24,7 @@ from appliance.keys.fields import fields_of
 from crm.access import Action, Entity, Policy
 from crm.identity import User
 from crm.models import OPEN_STAGES, Account, Activity, Contact, Deal
-from crm.schemas import clean
+from crm.validation import clean
 
 #: The "table" encrypted field-history values are bound to (with the record's table and field).
 HISTORY_TABLE = "audit_history"
@@ -166,8 +166,8 @@ class RecordService:
     def _reassign_one(self, entity: Entity, record: Any, new_owner_id: int) -> None:
         if entity is Entity.CONTACT:
             raise ValidationFailed({"owner_id": "contacts follow their account's owner"})
-        if not self.policy.allows(entity, Action.REASSIGN, owner_id=record.owner_id,
-                                  team_id=record.team_id):
+        if not self.policy.scope_reaches(entity, Action.REASSIGN, owner_id=record.owner_id,
+                                         team_id=record.team_id):
             raise Forbidden(action=f"reassign this {entity.value}")
         owner = self._owner(entity, Action.REASSIGN, new_owner_id)
         changes = {"owner_id": [record.owner_id, owner.id], "team_id": [record.team_id, owner.team_id]}
@@ -192,14 +192,14 @@ class RecordService:
         owner = self.db.get(User, owner_id)
         if owner is None or not owner.can_sign_in:
             raise ValidationFailed({"owner_id": "is not an active user"})
-        if not self.policy.allows(entity, action, owner_id=owner.id, team_id=owner.team_id):
+        if not self.policy.scope_reaches(entity, action, owner_id=owner.id, team_id=owner.team_id):
             raise Forbidden(action=f"give {entity.value}s to {owner.username}")
         return owner
 
     def _account_for(self, entity: Entity, action: Action, account_id: uuid.UUID) -> Account:
         """The account a related record hangs on: it must be visible to the user."""
         account = self.policy.get(Entity.ACCOUNT, account_id, Action.READ)
-        if action is Action.CREATE and not self.policy.allows(
+        if action is Action.CREATE and not self.policy.scope_reaches(
                 entity, action, owner_id=account.owner_id, team_id=account.team_id):
             raise Forbidden(action=f"add {entity.value}s to this account")
         return account
@@ -225,4 +225,4 @@ def users_in_reach(db: Session, policy: Policy, entity: Entity, action: Action) 
     users = db.scalars(select(User).where(User.active.is_(True), User.offboarded_at.is_(None))
                        .order_by(User.full_name)).all()
     return [u for u in users if u.id == policy.user.id
-            or policy.allows(entity, action, owner_id=u.id, team_id=u.team_id)]
+            or policy.scope_reaches(entity, action, owner_id=u.id, team_id=u.team_id)]

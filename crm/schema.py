@@ -1,4 +1,7 @@
-"""The CRM's tables, for migrations."""
+"""The CRM's database schema: the metadata of its tables, for migrations.
+
+What a valid client record holds (forms, API, CSV import) is ``crm.validation``.
+"""
 
 from sqlalchemy import MetaData
 

@@ -81,8 +81,8 @@ def shares_of(db: Session, account: Account) -> list[AccountShare]:
 def may_share(policy: Policy, account: Account) -> bool:
     """Sharing is for those whose own role reaches the account, not for those it was
     shared with (no sharing on)."""
-    return policy.allows(Entity.ACCOUNT, Action.EDIT, owner_id=account.owner_id,
-                         team_id=account.team_id)
+    return policy.scope_reaches(Entity.ACCOUNT, Action.EDIT, owner_id=account.owner_id,
+                                team_id=account.team_id)
 
 
 def require_sharer(policy: Policy, account_id: uuid.UUID) -> Account:
@@ -159,8 +159,8 @@ def unshare(db: Session, policy: Policy, share_id: int, ip: str | None = None,
     if grant is None or account_id is not None and grant.account_id != account_id:
         raise NotFound(entity="share")
     account = policy.get(Entity.ACCOUNT, grant.account_id, Action.EDIT)
-    if not policy.allows(Entity.ACCOUNT, Action.EDIT, owner_id=account.owner_id,
-                         team_id=account.team_id):
+    if not policy.scope_reaches(Entity.ACCOUNT, Action.EDIT, owner_id=account.owner_id,
+                                team_id=account.team_id):
         raise Forbidden(action="remove a share from an account that was only shared with you")
     audit.record(db, "record.unshare", user=policy.user.username, ip=ip, entity="account",
                  entity_id=account.id, count=1, meta={"share": grant.id})

@@ -55,7 +55,7 @@ def index() -> str:
     page = paginate(stmt.order_by(Alert.score.desc(), Alert.opened_at.desc()), *page_args())
     return render_template("alerts/index.html", page=page, status=status, statuses=STATUSES,
                            severities=SEVERITIES, counts=console.open_counts(get_db()),
-                           can_triage=policy().has(Cap.ALERTS_TRIAGE))
+                           can_triage=policy().holds(Cap.ALERTS_TRIAGE))
 
 
 @bp.get("/<int:alert_id>")
@@ -77,7 +77,7 @@ def show(alert_id: int) -> str:
     person = db.scalars(select(User).where(User.username == alert.user)).first()
     return render_template("alerts/show.html", alert=alert, chart=chart, events=events,
                            records=records, records_total=total, person=person,
-                           responses=RESPONSES, can_triage=policy().has(Cap.ALERTS_TRIAGE),
+                           responses=RESPONSES, can_triage=policy().holds(Cap.ALERTS_TRIAGE),
                            statuses=STATUSES)
 
 

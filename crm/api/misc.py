@@ -95,7 +95,7 @@ def run_report(key: str) -> Any:
 @bp.get("/users")
 def list_users() -> Any:
     """Users: everyone sees names (for owner pickers); user admins see roles and status too."""
-    admin = policy().has(Cap.USERS_ADMIN)
+    admin = policy().holds(Cap.USERS_ADMIN)
     stmt = select(User).order_by(User.username)
     q = request.args.get("q", "").strip()
     if q:

@@ -1,5 +1,5 @@
 """The CRM's part of ``/api/v1/openapi.json``: its resources described from the same
-schemas that validate requests, so the document cannot drift from the code."""
+field specs that validate requests (``crm.validation``), so the document cannot drift from the code."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from crm.access import FIELDS, MODELS, Entity
 from crm.api.records import RESOURCES
 from crm.api.serialize import META_FIELDS
 from crm.queries import FILTERS, SORTS
-from crm.schemas import SCHEMAS, FieldSpec
+from crm.validation import SCHEMAS, FieldSpec
 
 JSON_TYPES: dict[str, dict[str, Any]] = {
     "text": {"type": "string"},

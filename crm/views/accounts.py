@@ -68,13 +68,13 @@ def show(account_id: uuid.UUID) -> str:
     account = pol.get(E, account_id)
     db = get_db()
     contacts = db.scalars(pol.select(Entity.CONTACT).where(Contact.account_id == account.id)
-                          .order_by(Contact.last_name)).all() if pol.can(Entity.CONTACT, "read") else []
+                          .order_by(Contact.last_name)).all() if pol.may_do(Entity.CONTACT, "read") else []
     deals = db.scalars(pol.select(Entity.DEAL).where(Deal.account_id == account.id)
                        .order_by(Deal.updated_at.desc())).unique().all() \
-        if pol.can(Entity.DEAL, "read") else []
+        if pol.may_do(Entity.DEAL, "read") else []
     timeline = db.scalars(pol.select(Entity.ACTIVITY).where(Activity.account_id == account.id)
                           .order_by(Activity.created_at.desc()).limit(100)).unique().all() \
-        if pol.can(Entity.ACTIVITY, "read") else []
+        if pol.may_do(Entity.ACTIVITY, "read") else []
     audit_view(E, account, related=len(contacts) + len(deals) + len(timeline))
     db.commit()
     can_share = sharing.may_share(pol, account)
@@ -88,8 +88,8 @@ def show(account_id: uuid.UUID) -> str:
         can_print=_may(account, Action.PRINT), history=_history(account),
         can_share=can_share, shares=_shares(account) if can_share else [],
         files=attachments.visible(db, pol, account),
-        can_attach=pol.allows(Entity.ATTACHMENT, Action.CREATE, owner_id=account.owner_id,
-                              team_id=account.team_id),
+        can_attach=pol.scope_reaches(Entity.ATTACHMENT, Action.CREATE, owner_id=account.owner_id,
+                                     team_id=account.team_id),
     )
 
 
@@ -229,7 +229,7 @@ def suggest() -> Any:
 
 
 def _may(account: Any, action: Action) -> bool:
-    return policy().may(E, account, action)
+    return policy().may_act_on(E, account, action)
 
 
 def _history(account: Any) -> list[dict[str, Any]]:
@@ -274,7 +274,7 @@ def _grantees(rules: sharing.ShareRules) -> list[tuple[str, str]]:
     pol, db = policy(), get_db()
     people = db.scalars(select(User).where(User.active.is_(True), User.offboarded_at.is_(None),
                                            User.id != pol.user.id).order_by(User.full_name))
-    return [(f"user:{u.id}", u.full_name) for u in people if Policy(db, u).can(E, Action.READ)] \
+    return [(f"user:{u.id}", u.full_name) for u in people if Policy(db, u).may_do(E, Action.READ)] \
         + [(f"team:{t.id}", f"Team {t.name}") for t in sharing.share_teams(db, pol, rules)]
 
 

@@ -26,7 +26,7 @@ PEOPLE_CAPS = (Cap.USERS_ADMIN, Cap.USERS_RESTRICT, Cap.ROLES_ADMIN)
 
 
 def _require_any(*caps: Cap) -> None:
-    if not any(policy().has(c) for c in caps):
+    if not any(policy().holds(c) for c in caps):
         raise Forbidden(action="administer people")
 
 
@@ -40,7 +40,7 @@ def users() -> str:
     teams = {t.id: t.name for t in db.scalars(select(Team))}
     return render_template("admin/users.html", people=people, teams=teams,
                            roles=db.scalars(select(Role).order_by(Role.name)).all(),
-                           can_add=policy().has(Cap.USERS_ADMIN))
+                           can_add=policy().holds(Cap.USERS_ADMIN))
 
 
 @bp.post("/users")
@@ -87,8 +87,8 @@ def user(user_id: int) -> str:
         "admin/user.html", person=person, reach=reach_of(db, person), others=others,
         teams=db.scalars(select(Team).order_by(Team.name)).all(),
         roles=db.scalars(select(Role).order_by(Role.name)).all(),
-        may_restrict=policy().has(Cap.USERS_RESTRICT) and person.id != policy().user.id,
-        may_assign=policy().has(Cap.ROLES_ADMIN) and person.id != policy().user.id)
+        may_restrict=policy().holds(Cap.USERS_RESTRICT) and person.id != policy().user.id,
+        may_assign=policy().holds(Cap.ROLES_ADMIN) and person.id != policy().user.id)
 
 
 def reach_of(db: Any, person: User) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def reach_of(db: Any, person: User) -> dict[str, Any]:
     for entity in MODELS:
         counts[entity.value] = {
             action.value: (db.scalar(count_of(seen.select(entity, action)))
-                           if seen.can(entity, action) else 0)
+                           if seen.may_do(entity, action) else 0)
             for action in (Action.READ, Action.EDIT, Action.EXPORT, Action.PRINT)}
     totals = {e.value: db.scalar(select(func.count()).select_from(m)) for e, m in MODELS.items()}
     fields = {e.value: [(f, seen.level(e, f).value) for f in names] for e, names in FIELDS.items()}

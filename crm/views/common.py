@@ -18,7 +18,7 @@ from crm.access import Action, Entity
 from crm.current import policy
 from crm.queries import ListQuery, build
 from crm.records import RecordService
-from crm.schemas import FORM_NOISE
+from crm.validation import FORM_NOISE
 
 
 def records() -> RecordService:

@@ -25,7 +25,7 @@ RECENT_FIELDS = ("name", "status", "city")
 @login_required
 def index() -> Any:
     pol = policy()
-    if not pol.can(Entity.ACCOUNT, Action.READ):  # officers, IT, auditors: their first tool
+    if not pol.may_do(Entity.ACCOUNT, Action.READ):  # officers, IT, auditors: their first tool
         tool = first_tool()
         return redirect(tool) if tool else render_template("home/staff_only.html")
     db = get_db()
@@ -34,14 +34,14 @@ def index() -> Any:
     tasks = db.scalars(pol.select(Entity.ACTIVITY).where(
         Activity.owner_id == me, Activity.done_at.is_(None), Activity.due_at.is_not(None),
         Activity.due_at < now + timedelta(days=7)).order_by(Activity.due_at).limit(12)
-    ).unique().all() if pol.can(Entity.ACTIVITY, Action.READ) else []
+    ).unique().all() if pol.may_do(Entity.ACTIVITY, Action.READ) else []
     # a sum of amounts tells about each of them: only for those who may read amounts
     amount_visible = pol.readable(Entity.DEAL, "amount")
     total = func.coalesce(func.sum(Deal.amount), 0) if amount_visible else literal(0)
     pipeline = db.execute(select(Deal.stage, func.count(), total)
                           .where(pol.where(Entity.DEAL), Deal.owner_id == me,
                                  Deal.stage.in_(OPEN_STAGES)).group_by(Deal.stage)).all() \
-        if pol.can(Entity.DEAL, Action.READ) else []
+        if pol.may_do(Entity.DEAL, Action.READ) else []
     recent = db.scalars(pol.select(Entity.ACCOUNT).where(Account.owner_id == me)
                         .order_by(Account.updated_at.desc()).limit(8)).unique().all()
     record_event("record.search", entity="account", count=len(recent) + len(tasks),

@@ -5,13 +5,12 @@ Takes what a spreadsheet or a browser writes: CSV in any delimiter (``,``
 cp1252), XLSX workbooks (every sheet), and saved HTML pages (every table,
 plus the page's other text, where a print's footer sits). Numbers, dates
 and booleans from a workbook come back as a spreadsheet would write them to
-CSV. Anything else is refused with a reason, never a traceback.
+CSV. Anything else is refused with a reason, never a traceback. Decoding and
+parsing CSV is the kernel's ``csvfile``, the same reader the CRM's import uses.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import hashlib
 import io
 import zipfile
@@ -20,14 +19,15 @@ from datetime import date, datetime, time
 from html.parser import HTMLParser
 from pathlib import Path
 
+from appliance.kernel import csvfile
 from appliance.kernel.errors import BadRequest
 
 MAX_BYTES = 256 * 1024 * 1024
 MAX_LINE = 1024 * 1024
 MAX_COLUMNS = 16_384  # what a spreadsheet holds
 MAX_CELLS = 20_000_000
-DELIMITERS = ",;\t|"
-_SAMPLE = 64 * 1024
+DELIMITERS = csvfile.DELIMITERS
+_SAMPLE = csvfile.SAMPLE
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
@@ -89,7 +89,7 @@ def read_bytes(data: bytes, name: str = "<data>") -> Table:
         table.format, table.sheets = "html", _read_html(text)
         return table
     table.format = "csv"
-    table.delimiter = _delimiter(text[:_SAMPLE])
+    table.delimiter = csvfile.guess_delimiter(text, DELIMITERS)
     table.sheets = [_read_csv(text, table.delimiter, name)]
     return table
 
@@ -98,39 +98,13 @@ def read_bytes(data: bytes, name: str = "<data>") -> Table:
 
 
 def _decode(data: bytes, name: str) -> tuple[str, str]:
-    if data.startswith(codecs.BOM_UTF8):
-        try:
-            return data.decode("utf-8-sig"), "utf-8-sig"
-        except UnicodeDecodeError:  # a BOM over cp1252 text: some tools write that
-            return _single_byte(data[len(codecs.BOM_UTF8):])
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return _strict(data, "utf-16", name), "utf-16"
-    sample = data[:_SAMPLE]
-    if len(sample) >= 4 and sample.count(0) * 3 > len(sample):  # UTF-16 without a BOM
-        even_zeros = sample[0::2].count(0) > sample[1::2].count(0)
-        encoding = "utf-16-be" if even_zeros else "utf-16-le"
-        return _strict(data, encoding, name), encoding
-    if b"\x00" in sample:
-        raise _binary(name)
     try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return _single_byte(data)
-
-
-def _single_byte(data: bytes) -> tuple[str, str]:
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
-
-
-def _strict(data: bytes, encoding: str, name: str) -> str:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError:
-        raise UnreadableFile(path=name, why=f"it starts like {encoding} text but is not "
-                                            f"valid {encoding}") from None
+        return csvfile.decode(data)
+    except csvfile.NotText:
+        raise _binary(name) from None
+    except csvfile.BadEncoding as exc:
+        raise UnreadableFile(path=name, why=f"it starts like {exc.encoding} text but is not "
+                                            f"valid {exc.encoding}") from None
 
 
 def _binary(name: str) -> UnreadableFile:
@@ -145,38 +119,21 @@ def _looks_binary(text: str) -> bool:
     return controls * 100 > len(sample)
 
 
-def _delimiter(sample: str) -> str:
-    lines = [line for line in sample.splitlines()[:50] if line.strip()]
-    try:
-        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        pass
-    # The sniffer gives up on ragged files: take the delimiter most lines share.
-    best, best_score = ",", 0
-    for delimiter in DELIMITERS:
-        counts = [line.count(delimiter) for line in lines]
-        score = sum(1 for c in counts if c and c == max(counts, default=0))
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best
-
-
 def _read_csv(text: str, delimiter: str, name: str) -> list[list[str]]:
-    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
-        if len(line) > MAX_LINE:
-            raise UnreadableFile(path=name, why=f"line {number} is longer than "
-                                                f"{MAX_LINE // 2**20} MB: not a spreadsheet export")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows: list[list[str]] = []
     try:
-        for row in reader:
-            if len(row) > MAX_COLUMNS:
-                raise UnreadableFile(path=name, why=f"line {reader.line_num} has more than "
-                                                    f"{MAX_COLUMNS} columns: not a spreadsheet")
+        for row in csvfile.read_rows(text, delimiter=delimiter, max_line=MAX_LINE,
+                                     max_columns=MAX_COLUMNS):
             if any(cell.strip() for cell in row):
                 rows.append(row)
-    except csv.Error as exc:
-        raise UnreadableFile(path=name, why=f"line {reader.line_num} is not CSV ({exc}); is it "
+    except csvfile.LineTooLong as exc:
+        raise UnreadableFile(path=name, why=f"line {exc.line} is longer than "
+                                            f"{MAX_LINE // 2**20} MB: not a spreadsheet export") from None
+    except csvfile.TooManyColumns as exc:
+        raise UnreadableFile(path=name, why=f"line {exc.line} has more than "
+                                            f"{MAX_COLUMNS} columns: not a spreadsheet") from None
+    except csvfile.Malformed as exc:
+        raise UnreadableFile(path=name, why=f"line {exc.line} is not CSV ({exc.detail}); is it "
                                             "a spreadsheet export?") from None
     if not rows:
         raise UnreadableFile(path=name, why="it holds no rows")

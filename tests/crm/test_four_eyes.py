@@ -70,7 +70,7 @@ def _reads(db, username, account) -> bool:
     db.rollback()
     db.expire_all()
     user = db.scalars(select(User).where(User.username == username)).one()
-    return Policy(db, user).permits(Entity.ACCOUNT, account.id, Action.READ)
+    return Policy(db, user).may_act_on_id(Entity.ACCOUNT, account.id, Action.READ)
 
 
 @pytest.mark.parametrize("path", PATHS)

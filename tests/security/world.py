@@ -185,7 +185,7 @@ class Oracle:
         self.policy = Policy(db, self.user)
 
     def readable(self, entity: Entity, action: Action = Action.READ) -> set[str]:
-        if not self.policy.can(entity, action):
+        if not self.policy.may_do(entity, action):
             return set()
         return {str(i) for i in self.db.scalars(
             self.policy.select(entity, action).with_only_columns(MODELS[entity].id))}
@@ -200,8 +200,8 @@ class Oracle:
     def masked(self, entity: Entity) -> set[str]:
         return {f for f in FIELDS[entity] if self.policy.level(entity, f) is Level.MASKED}
 
-    def has(self, cap: Cap) -> bool:
-        return self.policy.has(cap)
+    def holds(self, cap: Cap) -> bool:
+        return self.policy.holds(cap)
 
 
 def share_ids(db: Session) -> list[int]:
