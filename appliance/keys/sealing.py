@@ -378,7 +378,7 @@ def auto_unseal_demo(data_dir: Path) -> Keyring:
         raise KeyringTampered(path=path, detail="it does not hold a hex key") from None
     # Each process of a demo unseals itself; the command that starts them says it once, and
     # every page shows a banner, so the log keeps it quietly.
-    log.info(DEMO_WARNING)
+    log.debug(DEMO_WARNING)
     try:
         return activate(data_dir, master, source="demo key file", demo=True)
     except KernelKeyringUnavailable:

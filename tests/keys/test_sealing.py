@@ -238,7 +238,7 @@ def test_the_demo_unseals_itself_and_says_so(tmp_path, caplog):
     try:
         assert made.init.demo_key_file is not None
         assert "DEMO ONLY" in made.init.demo_key_file.read_text()
-        with caplog.at_level("INFO", logger="citadel.keys"):
+        with caplog.at_level("DEBUG", logger="citadel.keys"):
             keyring = sealing.auto_unseal_demo(made.data_dir)
         assert keyring.demo and state.in_demo_mode()
         assert "DEMO MODE" in caplog.text
