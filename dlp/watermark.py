@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 import struct
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -104,7 +105,7 @@ def all_fingerprints(kind: str, normal: str, keyring: Keyring | None = None) -> 
 # -- formatting channels -------------------------------------------------------------
 
 
-class Channel:
+class Channel(ABC):
     """One way to hide a bit in a cell without changing what it means.
 
     ``normal(force(c, b)) == normal(c)``, ``applies`` is unchanged by ``force``,
@@ -113,17 +114,21 @@ class Channel:
 
     name = ""
 
+    @abstractmethod
     def applies(self, cell: str) -> bool:
-        raise NotImplementedError
+        """Can this cell carry a bit on this channel?"""
 
+    @abstractmethod
     def normal(self, cell: str) -> str:
-        raise NotImplementedError
+        """The cell with this channel's mark taken out."""
 
+    @abstractmethod
     def read(self, cell: str) -> int:
-        raise NotImplementedError
+        """The bit the cell carries."""
 
+    @abstractmethod
     def force(self, cell: str, bit: int, pick: int) -> str:
-        raise NotImplementedError
+        """The cell carrying ``bit`` (``pick`` chooses among equivalent spellings)."""
 
 
 def _edges(cell: str) -> tuple[str, str, str]:
