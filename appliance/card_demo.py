@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
 from appliance.kernel.errors import ConfigError
 from appliance.kernel.runtime import Appliance
+
+if TYPE_CHECKING:  # pyscard is an extra: imported for real only when --cards is asked for
+    from appliance.cards.agent import CardAgent
+    from appliance.cards.stack import PcscStack
+    from appliance.cards.virtual import VirtualCard
 
 USER = "sofia"
 PIN = "123456"
@@ -34,21 +40,21 @@ class CardDemo:
     """The running pieces: stop them in reverse order."""
 
     user: str
-    stack: object
-    card: object
-    agent: object
+    stack: PcscStack
+    card: VirtualCard
+    agent: CardAgent
     thread: threading.Thread
 
     def describe(self) -> str:
         return (f"(PIN {PIN}) held in a virtual reader; the card agent answers on "
-                f"127.0.0.1:{self.agent.port}")  # type: ignore[attr-defined]
+                f"127.0.0.1:{self.agent.port}")
 
     def stop(self) -> None:
-        self.agent.shutdown()  # type: ignore[attr-defined]
-        self.agent.server_close()  # type: ignore[attr-defined]
+        self.agent.shutdown()
+        self.agent.server_close()
         self.thread.join(5)
-        self.card.remove()  # type: ignore[attr-defined]
-        self.stack.stop()  # type: ignore[attr-defined]
+        self.card.remove()
+        self.stack.stop()
 
 
 def start(appliance: Appliance, origin: str) -> CardDemo:

@@ -248,7 +248,11 @@ def demo(click_ctx: click.Context, seed_value: int, accounts: int, bind: str | N
     _check_demo_dir(appliance)
     bind = bind or appliance.settings["bind"]
     ensure_free(bind, hint=DEMO_PORT_HINT)
-    card_demo = _start_card_demo(appliance, f"http://{bind}") if cards else None
+    card_demo = None
+    if cards:  # pyscard and pcscd are needed only here
+        from appliance.card_demo import start as start_card_demo
+
+        card_demo = start_card_demo(appliance, f"http://{bind}")
     click.secho("\n  DEMO APPLIANCE: demo data, demo passwords, not for real clients.\n",
                 fg="yellow", bold=True)
     click.echo(f"  Open http://{bind}/ and sign in as one of these (password for everyone: "
@@ -300,12 +304,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def _start_card_demo(appliance: Appliance, origin: str):  # noqa: ANN202 - see appliance.card_demo
-    from appliance.card_demo import start
-
-    return start(appliance, origin)
 
 
 # -- users -----------------------------------------------------------------
